@@ -1,0 +1,63 @@
+"""Model assembly: front-end -> RNN encoder -> bridge -> decoder (N->M, 1->N) or a classification head (N->1)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .bridge import Bridge
+from .decoder import Decoder, Memory
+from .encoder import RNNEncoder
+
+
+class Encoder(nn.Module):
+    """Front-end, RNN and bridge: raw source tensors -> the decoder's `Memory`."""
+
+    def __init__(self, frontend: nn.Module, model: dict, with_attention: bool):
+        super().__init__()
+        self.frontend = frontend
+        self.rnn = RNNEncoder(frontend.output_size, model["hidden"], model["layers"], model["cell"],
+                              model["bidirectional"], model["dropout"])
+        self.bridge = Bridge(model["bridge"], model["hidden"], model["layers"], model["cell"] == "lstm", model["pool"])
+        self.use_init = model["context"] in ("init", "both")
+        self.output_size = model["hidden"]
+
+    def forward(self, source: Tensor, lengths: Tensor) -> Memory:
+        features, lengths = self.frontend(source, lengths)
+        states, final = self.rnn(features, lengths)
+        mask = torch.arange(states.size(1), device=states.device).unsqueeze(0) < lengths.to(states.device).unsqueeze(1)
+        init, context = self.bridge(states, mask, final)
+        return Memory(states, None, mask, context, init if self.use_init else None)
+
+
+class Seq2Seq(nn.Module):
+    """Sequence output (translation, summarization, captioning, speech recognition)."""
+
+    def __init__(self, frontend: nn.Module, model: dict, vocab_size: int, pad_id: int = 0):
+        super().__init__()
+        self.encoder = Encoder(frontend, model, model["attention"] != "none")
+        self.decoder = Decoder(vocab_size, model["embedding"], model["hidden"], model["layers"], model["cell"],
+                               model["dropout"], model["attention"], model["context"], model["input_feeding"],
+                               self.encoder.output_size, model["tie_embeddings"], pad_id)
+
+    def encode(self, source: Tensor, lengths: Tensor) -> Memory:
+        memory = self.encoder(source, lengths)
+        if self.decoder.attention is not None:
+            memory.keys = self.decoder.attention.keys(memory.states)
+        return memory
+
+    def forward(self, source: Tensor, lengths: Tensor, target_in: Tensor, teacher_forcing: float = 1.0
+                ) -> tuple[Tensor, Tensor | None]:
+        return self.decoder(target_in, self.encode(source, lengths), teacher_forcing)
+
+
+class Classifier(nn.Module):
+    """One label per input (N->1): Y = softmax(V c + b) on the bridge's context c."""
+
+    def __init__(self, frontend: nn.Module, model: dict, num_classes: int):
+        super().__init__()
+        self.encoder = Encoder(frontend, model, False)
+        self.dropout = nn.Dropout(model["dropout"])
+        self.head = nn.Linear(self.encoder.output_size, num_classes)
+
+    def forward(self, source: Tensor, lengths: Tensor) -> Tensor:
+        return self.head(self.dropout(self.encoder(source, lengths).context))

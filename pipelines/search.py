@@ -1,0 +1,128 @@
+"""Greedy and beam search over a whole batch at once.
+
+Beam search keeps `beam` hypotheses for every sentence of the batch in one (B*K)
+tensor, so each step is one decoder call for the whole batch. Finished hypotheses
+are scored with the GNMT length penalty ((5 + len) / 6) ** alpha, len counting </s>.
+A sentence stops when it has `n_best` finished hypotheses and none of its live ones
+can still beat them at the current length (exact when alpha = 0).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .decoder import Memory, select_state
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]          # without <s>, ending in </s> unless cut by the length limit
+    score: float               # log-probability / length penalty
+    attention: Tensor | None = None
+
+
+def length_penalty(length: int | Tensor, alpha: float) -> float | Tensor:
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def max_lengths(source_lengths: Tensor, ratio: float, cap: int) -> Tensor:
+    """Longest output per sentence: ratio x source length + 5, never above `cap`."""
+    if ratio <= 0:
+        return torch.full_like(source_lengths, cap)
+    return (source_lengths.float() * ratio + 5).long().clamp(max=cap)
+
+
+@torch.no_grad()
+def greedy(model, memory: Memory, limits: Tensor, bos: int, eos: int, keep_attention: bool = False
+           ) -> list[Hypothesis]:
+    """Arg-max decoding for a batch; attention rows kept for plots when asked."""
+    decoder = model.decoder
+    batch = memory.states.size(0)
+    state, feed = decoder.initial_state(memory)
+    token = torch.full((batch,), bos, dtype=torch.long, device=memory.states.device)
+    limits = limits.to(token.device)
+    done = torch.zeros(batch, dtype=torch.bool, device=token.device)
+    tokens, scores, attention = [], torch.zeros(batch, device=token.device), []
+    for t in range(int(limits.max())):
+        logits, state, feed, weights = decoder.step(token, state, feed, memory)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        best, token = logp.max(dim=-1)
+        scores += best.masked_fill(done, 0.0)
+        tokens.append(token)
+        if keep_attention and weights is not None:
+            attention.append(weights.squeeze(1))
+        done |= (token == eos) | (t + 1 >= limits)
+        if bool(done.all()):
+            break
+    steps = torch.stack(tokens, dim=1).tolist()
+    result = []
+    for b, seq in enumerate(steps):
+        seq = seq[: seq.index(eos) + 1] if eos in seq else seq[: int(limits[b])]
+        attn = torch.stack([a[b] for a in attention[: len(seq)]]) if attention else None
+        result.append(Hypothesis(seq, float(scores[b]), attn))
+    return result
+
+
+@torch.no_grad()
+def beam_search(model, memory: Memory, limits: Tensor, bos: int, eos: int, beam: int,
+                alpha: float = 1.0, n_best: int = 1) -> list[list[Hypothesis]]:
+    """The `n_best` best hypotheses of every sentence in the batch, best first."""
+    decoder = model.decoder
+    batch = memory.states.size(0)
+    device = memory.states.device
+    n_best = min(n_best, beam)
+    expand = torch.arange(batch, device=device).repeat_interleave(beam)
+    memory = memory.select(expand)
+    state, feed = decoder.initial_state(memory)
+    limits = limits.to(device)
+    scores = torch.full((batch, beam), float("-inf"), device=device)
+    scores[:, 0] = 0.0                                  # one live hypothesis per sentence at first
+    sequences = torch.full((batch * beam, 1), bos, dtype=torch.long, device=device)
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    base = (torch.arange(batch, device=device) * beam).unsqueeze(1)
+    for t in range(int(limits.max())):
+        logits, state, feed, _ = decoder.step(sequences[:, -1], state, feed, memory)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        vocab = logp.size(-1)
+        candidates = (scores.unsqueeze(-1) + logp.view(batch, beam, vocab)).view(batch, -1)
+        top_scores, top_index = candidates.topk(min(2 * beam, candidates.size(1)), dim=1)
+        origin, token = top_index // vocab, top_index % vocab
+        length = t + 1
+        is_eos = (token == eos) & torch.isfinite(top_scores)
+        last_step = (length >= limits)
+        # Finished hypotheses: </s> among the candidates (only those ranked within the beam).
+        rank_ok = torch.arange(top_scores.size(1), device=device).unsqueeze(0) < beam
+        for b, k in (is_eos & rank_ok & ~done.unsqueeze(1)).nonzero().tolist():
+            row = int(base[b, 0] + origin[b, k])
+            seq = sequences[row, 1:].tolist() + [eos]
+            finished[b].append((float(top_scores[b, k]) / length_penalty(length, alpha), seq))
+        # Continue with the best `beam` candidates that did not end.
+        live_scores = top_scores.masked_fill(is_eos, float("-inf"))
+        live_scores, pick = live_scores.topk(beam, dim=1)
+        origin = origin.gather(1, pick)
+        token = token.gather(1, pick)
+        rows = (base + origin).view(-1)
+        sequences = torch.cat([sequences.index_select(0, rows), token.view(-1, 1)], dim=1)
+        state = select_state(state, rows)
+        feed = None if feed is None else feed.index_select(0, rows)
+        scores = live_scores
+        # A sentence at its length limit ends with its live hypotheses as they are.
+        for b in (last_step & ~done).nonzero().flatten().tolist():
+            for k in range(beam):
+                if torch.isfinite(scores[b, k]):
+                    seq = sequences[int(base[b, 0]) + k, 1:].tolist()
+                    finished[b].append((float(scores[b, k]) / length_penalty(length, alpha), seq))
+            done[b] = True
+        best_live = scores.max(dim=1).values / length_penalty(length, alpha)
+        for b in (~done).nonzero().flatten().tolist():
+            if len(finished[b]) >= n_best:
+                kth = sorted((s for s, _ in finished[b]), reverse=True)[n_best - 1]
+                if kth >= float(best_live[b]):
+                    done[b] = True
+        if bool(done.all()):
+            break
+        scores = scores.masked_fill(done.unsqueeze(1), float("-inf"))
+    return [[Hypothesis(seq, score) for score, seq in sorted(f, key=lambda x: -x[0])[:n_best]] for f in finished]
