@@ -17,10 +17,16 @@ if [ ! -f "$venv/.complete" ]; then
   echo "creating environment $venv (first time for this dependency list)" >&2
   rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --upgrade pip >&2
-  "$venv/bin/pip" install --quiet -e "$repo[test]" >&2
+  if ! { "$venv/bin/pip" install --upgrade pip && "$venv/bin/pip" install -e "$repo[test]"; } > "$venv.log" 2>&1; then
+    tail -n 20 "$venv.log" >&2
+    echo "error: installing the environment failed; full log in $venv.log" >&2
+    exit 2
+  fi
   touch "$venv/.complete"
 fi
 # Point the shared environment at this checkout (fast: no dependency changes).
-"$venv/bin/pip" install --quiet --no-deps --no-build-isolation -e "$repo" >&2
+if ! "$venv/bin/pip" install --no-deps --no-build-isolation -e "$repo" > "$venv.editable.log" 2>&1; then
+  tail -n 20 "$venv.editable.log" >&2
+  exit 2
+fi
 echo "$venv/bin/python"

@@ -1,0 +1,50 @@
+"""Shared fixtures: the data root, small slices of real data, and a CLI runner that checks exit codes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("S2S_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
+
+
+def pytest_configure(config):
+    os.environ["S2S_DATA_DIR"] = str(DATA)
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def data_root() -> Path:
+    if not DATA.exists():
+        pytest.skip(f"shared data not found at {DATA}")
+    return DATA
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, input: str | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+    """`s2s ARGS` in a subprocess (the real entry point), text output captured."""
+    full_env = {**os.environ, "S2S_DATA_DIR": str(DATA), "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-c", "from cli import main; main()", *args], cwd=cwd or REPO,
+                          env=full_env, input=input, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    """Exit status 2, one `error: ...` line on stderr, no traceback, and the line names each needle."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
+    assert "Traceback" not in result.stderr, result.stderr
+    assert lines and lines[-1].startswith("error: "), result.stderr
+    assert len([l for l in lines if l.startswith("error:")]) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[-1], (needle, lines[-1])
+    return lines[-1]
