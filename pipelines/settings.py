@@ -44,12 +44,16 @@ CORE_SCHEMA: dict[str, dict[str, Key]] = {
         "layers": Key(1, int),
         "bidirectional": Key(True, bool),
         "dropout": Key(0.3, float),
-        "bridge": Key("last", str, ("last", "linear", "pool")),
+        "encoder": Key("rnn", str, ("rnn", "none"), "none: the front-end's vectors are the memory (e.g. a CNN grid)"),
+        "bridge": Key("last", str, ("last", "linear", "pool", "attention"),
+                      "attention: c = a learned query's attention-weighted sum of all encoder states"),
         "pool": Key("mean", str, ("mean", "max"), "pooling used by bridge = pool"),
         "context": Key("init", str, ("init", "every_step", "both")),
         "attention": Key("general", str, ("none", "dot", "general", "additive")),
         "input_feeding": Key(False, bool, help="feed the attentional vector to the next decoder step (Luong)"),
         "tie_embeddings": Key(False, bool, help="share the decoder's input embedding and output layer"),
+        "copy": Key(False, bool, help="pointer-generator copy attention over source tokens (text sources)"),
+        "coverage": Key(False, bool, help="coverage vector fed to the attention, with a coverage loss"),
     },
     "train": {
         "seed": Key(1, int),
@@ -72,6 +76,8 @@ CORE_SCHEMA: dict[str, dict[str, Key]] = {
         "save_every": Key(200, int, help="write the `last` checkpoint every N updates"),
         "patience": Key(5, int, help="early stopping: evaluations without improvement"),
         "threads": Key(0, int, help="torch CPU threads (0 = torch's default)"),
+        "coverage_weight": Key(1.0, float, help="weight of the coverage loss (model.coverage)"),
+        "ctc_weight": Key(0.0, float, help="joint CTC loss on the encoder, weight 0-1 (hybrid CTC/attention)"),
     },
     "search": {
         "beam": Key(5, int),
@@ -80,6 +86,9 @@ CORE_SCHEMA: dict[str, dict[str, Key]] = {
         "max_length": Key(100, int),
         "n_best": Key(1, int),
         "batch_size": Key(64, int, help="sentences decoded at once"),
+        "min_length": Key(0, int, help="no </s> before this many tokens"),
+        "no_repeat_ngram": Key(0, int, help="block repeating any n-gram of this size (0 = off)"),
+        "coverage_penalty": Key(0.0, float, help="beta of the GNMT coverage penalty (0 = off)"),
     },
 }
 
