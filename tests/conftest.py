@@ -48,3 +48,57 @@ def assert_user_error(result: subprocess.CompletedProcess, *needles: str) -> str
     for needle in needles:
         assert needle in lines[-1], (needle, lines[-1])
     return lines[-1]
+
+
+def write_parallel_slice(folder: Path, n_train: int = 300, n_valid: int = 40) -> Path:
+    """Small Multi30k de-en slices in `folder` (train.de/en, val.de/en); returns the folder."""
+    src = DATA / "translation" / "multi30k"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, name, n in (("train", "train", n_train), ("val", "val", n_valid)):
+        for lang in ("de", "en"):
+            lines = (src / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()[:n]
+            (folder / f"{name}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+TINY_TRANSLATION = """
+[tiny-mt]
+task = "translation"
+[tiny-mt.data]
+train = "{data}/train"
+validation = "{data}/val"
+test = "{data}/val"
+tokenizer = "bpe"
+vocab_size = 300
+joint_vocab = true
+[tiny-mt.model]
+cell = "{cell}"
+embedding = 32
+hidden = 32
+dropout = 0.1
+attention = "general"
+[tiny-mt.train]
+seed = 3
+batch_tokens = 400
+max_steps = {steps}
+eval_every = {eval_every}
+save_every = {save_every}
+threads = 1
+[tiny-mt.search]
+beam = 2
+"""
+
+
+@pytest.fixture
+def tiny_registry(tmp_path, data_root, monkeypatch):
+    """A registry file with pipeline `tiny-mt` on a 300-pair Multi30k slice; returns a function to write it."""
+    data = write_parallel_slice(tmp_path / "mt")
+
+    def make(steps: int = 12, eval_every: int = 6, save_every: int = 3, cell: str = "gru") -> dict:
+        path = tmp_path / "registry.toml"
+        path.write_text(TINY_TRANSLATION.format(data=data, steps=steps, eval_every=eval_every,
+                                                save_every=save_every, cell=cell), encoding="utf-8")
+        monkeypatch.setenv("S2S_REGISTRY", str(path))
+        return {"S2S_REGISTRY": str(path)}
+
+    return make
