@@ -112,7 +112,7 @@ def load_pipelines(tasks: dict[str, TaskEntry] | None = None) -> dict[str, Pipel
                 raise UserError(f"{where}: a pipeline needs `task = \"...\"` and its settings tables")
             if name in pipelines:
                 raise UserError(f"{where}: pipeline {name!r} is also defined in {pipelines[name].source}; rename one")
-            if tasks.get(raw["task"]) and not tasks[raw["task"]].error:
+            if not (raw["task"] in tasks and tasks[raw["task"]].error):   # a broken plugin's pipelines wait
                 settings_for(Pipeline(name, path, raw), tasks)   # validate now
             pipelines[name] = Pipeline(name, path, raw)
     return pipelines
