@@ -155,3 +155,20 @@ def test_tokenizers_round_trip_exactly(kind):
         assert ids[-1] == vocab.eos_id
         assert vocab.decode(ids) == text
     assert vocab.tokens([0, 1, 2, 3]) == ["<pad>", "<unk>", "<s>", "</s>"]
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_input_feeding_training_path_equals_search_steps(cell):
+    """With input feeding, the training loop (output layer batched over steps) matches step-by-step search."""
+    torch.manual_seed(0)
+    model = Seq2Seq(TextEmbedding(20, 12, 0.0), settings(cell=cell, input_feeding=True, context="both"), 20).eval()
+    src, lengths, tgt = batch()
+    with torch.no_grad():
+        fast, _ = model(src, lengths, tgt)
+        memory = model.encode(src, lengths)
+        state, feed = model.decoder.initial_state(memory)
+        steps = []
+        for t in range(tgt.size(1)):
+            logits, state, feed, _ = model.decoder.step(tgt[:, t], state, feed, memory)
+            steps.append(logits)
+    assert torch.allclose(fast, torch.stack(steps, 1), atol=1e-5)
