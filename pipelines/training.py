@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,11 +18,14 @@ from tqdm import tqdm
 
 from .batching import plan_batches
 from .checkpoint import load_weights, read_checkpoint, restore_training, save_checkpoint
+from .ctc import joint_loss
 from .errors import UserError
-from .examples import EncodedSplit, make_batch
+from . import copy as pointer
+from .examples import EncodedSplit, add_copy, make_batch
 from .inference import evaluate_split
 from .runs import Run
 from .schedules import teacher_forcing_ratio
+from .tokenization import TextVocab
 
 
 @dataclass
@@ -37,6 +41,15 @@ class Progress:
     elapsed: float = 0.0
     target_tokens: int = 0
     stopped: str = ""
+
+
+def peak_memory_mb() -> float:
+    """Peak memory so far, for reports: allocated GPU memory when on CUDA, else the process's peak RSS."""
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+        return round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+    import resource   # Unix only; ru_maxrss is in KiB on Linux, bytes on macOS
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(rss / (2 ** 20 if sys.platform == "darwin" else 1024), 1)
 
 
 class Interrupted(Exception):
@@ -56,11 +69,30 @@ def stop_on_signals() -> Iterator[dict[str, int]]:
             signal.signal(s, h)
 
 
-def sequence_loss(logits: torch.Tensor, gold: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, int]:
-    """Summed token cross-entropy (padding ignored) and the number of tokens."""
+def sequence_loss(logits: torch.Tensor, gold: torch.Tensor, smoothing: float, log_probs: bool = False,
+                  vocab_size: int = 0) -> tuple[torch.Tensor, int]:
+    """Summed token cross-entropy (padding ignored) and the number of tokens.
+
+    With copy (`log_probs`) the model already emits log-probabilities over the batch's extended
+    vocabulary: the loss is their NLL, and label smoothing spreads over the `vocab_size` real entries
+    only (the temporary ids of other examples' OOVs have no probability to smooth towards).
+    """
+    if log_probs:
+        logp, flat = logits.reshape(-1, logits.size(-1)).float(), gold.reshape(-1)
+        nll = -logp.gather(1, flat.unsqueeze(1)).squeeze(1)
+        if smoothing:
+            nll = (1.0 - smoothing) * nll - smoothing * logp[:, :vocab_size].mean(-1)
+        keep = flat != 0
+        return nll[keep].sum(), int(keep.sum())
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), gold.reshape(-1), ignore_index=0,
                            label_smoothing=smoothing, reduction="sum")
     return loss, int((gold != 0).sum())
+
+
+def coverage_loss(weights: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+    """sum_t sum_i min(a_t,i, cov_t,i) over real target steps; cov_t = the attention of the steps before t."""
+    coverage = weights.cumsum(dim=1) - weights
+    return (torch.minimum(weights, coverage).sum(-1) * (gold != 0)).sum()
 
 
 class Trainer:
@@ -71,7 +103,12 @@ class Trainer:
         if self.cfg["threads"]:
             torch.set_num_threads(self.cfg["threads"])
         self.model = run.model
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg["lr"])
+        self.decoder = getattr(self.model, "decoder", None)
+        if getattr(self.decoder, "copy", False):
+            add_copy(train, run.source, run.target)
+            add_copy(valid, run.source, run.target)
+        # fused: one kernel for all parameters instead of a dozen elementwise passes (CPU and CUDA)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg["lr"], fused=True)
         mode = "max" if run.task.higher_is_better else "min"
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode=mode, factor=self.cfg["lr_factor"], patience=self.cfg["lr_patience"],
@@ -110,14 +147,29 @@ class Trainer:
         else:
             ratio = teacher_forcing_ratio(self.cfg["schedule"], self.cfg["teacher_forcing"], self.progress.step,
                                           self.cfg["schedule_k"], self.cfg["min_teacher_forcing"])
-            logits, _ = self.model(batch["source"], batch["lengths"], batch["target_in"], ratio)
-            loss, count = sequence_loss(logits, batch["target_out"], smoothing)
+            logits, weights = self.model(batch["source"], batch["lengths"], batch["target_in"], ratio,
+                                         **pointer.model_inputs(batch))
+            loss, count = self._sequence_loss(logits, batch["target_out"], smoothing)
+            loss = self._with_ctc(loss, batch["target_out"])
+            if getattr(self.decoder, "coverage", False):   # the logged train loss includes it
+                loss = loss + self.cfg["coverage_weight"] * coverage_loss(weights, batch["target_out"])
         self.optimizer.zero_grad(set_to_none=True)
         (loss / max(count, 1)).backward()
         if self.cfg["clip_norm"] > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg["clip_norm"])
         self.optimizer.step()
         return float(loss.detach()), count
+
+    def _sequence_loss(self, logits: torch.Tensor, gold: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, int]:
+        copy = getattr(self.decoder, "copy", False)
+        return sequence_loss(logits, gold, smoothing, copy, self.decoder.vocab_size if copy else 0)
+
+    def _with_ctc(self, loss: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+        """Hybrid CTC/attention: (1 - w) * loss + w * CTC of the batch the encoder just ran (see ctc.py)."""
+        head = getattr(self.model, "ctc", None)
+        if head is None:
+            return loss
+        return joint_loss(loss, head.loss(gold, TextVocab.eos_id), self.cfg["ctc_weight"])
 
     @torch.no_grad()
     def validation_loss(self) -> float:
@@ -132,8 +184,9 @@ class Trainer:
                 total += float(F.cross_entropy(logits.float(), batch["labels"], reduction="sum"))
                 count += batch["labels"].numel()
             else:
-                logits, _ = self.model(batch["source"], batch["lengths"], batch["target_in"])
-                loss, n = sequence_loss(logits, batch["target_out"], 0.0)
+                logits, _ = self.model(batch["source"], batch["lengths"], batch["target_in"], **pointer.model_inputs(batch))
+                loss, n = self._sequence_loss(logits, batch["target_out"], 0.0)
+                loss = self._with_ctc(loss, batch["target_out"])
                 total, count = total + float(loss), count + n
         return total / max(count, 1)
 
@@ -156,7 +209,9 @@ class Trainer:
                   "valid_ppl": math.exp(min(loss, 50.0)), **{f"valid_{k}": v for k, v in scores.values.items()},
                   "primary": scores.primary, "lr": self.optimizer.param_groups[0]["lr"],
                   "elapsed": round(p.elapsed, 2), "target_tokens": p.target_tokens,
-                  "validation_seconds": round(time.perf_counter() - started, 2)}
+                  "validation_seconds": round(time.perf_counter() - started, 2), "peak_memory_mb": peak_memory_mb()}
+        p.elapsed += time.perf_counter() - started   # the time budget counts validation too
+        record["elapsed"] = round(p.elapsed, 2)
         with open(self.metrics_log, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
         if better:
@@ -172,7 +227,8 @@ class Trainer:
         data = self.train_data
         plan = plan_batches(data.source_lengths, data.target_lengths, cfg["batch_tokens"], cfg["seed"], p.epoch)
         total = cfg["max_steps"] or cfg["max_epochs"] * len(plan)
-        bar = tqdm(total=total, initial=p.step, disable=not self.show_progress, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=total, initial=p.step, disable=None if self.show_progress else True, unit="step",
+                   dynamic_ncols=True, mininterval=0.5)   # None: drawn on a terminal, silent in logs
         loss_sum, loss_count, window_start, window_tokens = 0.0, 0, time.perf_counter(), 0
         with stop_on_signals() as flag:
             while p.epoch < cfg["max_epochs"] and not p.stopped:
@@ -208,6 +264,8 @@ class Trainer:
                         name = signal.Signals(flag["signal"]).name
                         raise UserError(f"stopped by {name} at step {p.step}; checkpoint saved: "
                                         f"resume with `s2s train --resume {self.run.folder}`")
+                    if end_of_epoch:
+                        break   # the next epoch gets its own plan (a new shuffle), and max_epochs is checked
             if not p.stopped:
                 p.stopped = f"reached train.max_epochs = {cfg['max_epochs']}"
         bar.close()
