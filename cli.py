@@ -74,7 +74,8 @@ def evaluate(run: Path, data: str | None, beam: int | None, checkpoint: str, as_
         click.echo(json.dumps(result))
         return
     metrics = ", ".join(f"{k} {result[k]:.2f}" for k in result if isinstance(result[k], float))
-    click.echo(f"{result['pipeline']} on {split} ({result['examples']} examples, beam {result['beam']}): {metrics}")
+    search = "" if loaded.target.kind == "label" else f", beam {result['beam']}"   # a classifier has no search
+    click.echo(f"{result['pipeline']} on {split} ({result['examples']} examples{search}): {metrics}")
     if result["signature"]:
         click.echo(f"signature: {result['signature']}")
     click.echo(f"predictions: {loaded.folder / 'eval' / (split + '.predictions.txt')}")
@@ -86,11 +87,14 @@ def evaluate(run: Path, data: str | None, beam: int | None, checkpoint: str, as_
 @click.option("--beam", type=int, help="beam size (1 = greedy)")
 @click.option("--n-best", type=int, default=1, show_default=True, help="alternatives to print per input")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per input, with scores or class probabilities")
-def predict(run: Path, inputs: tuple[str, ...], beam: int | None, n_best: int, as_json: bool) -> None:
+@click.option("--attention-map", "attention_dir", type=click.Path(path_type=Path),
+              help="also save pictures of the attention for each generated token in this folder (greedy search)")
+def predict(run: Path, inputs: tuple[str, ...], beam: int | None, n_best: int, as_json: bool,
+            attention_dir: Path | None) -> None:
     """Predictions of RUN for INPUTS (texts or files; standard input when none are given)."""
     from pipelines import workflows
     items = list(inputs) or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    raw, predictions = workflows.predict(run, items, beam, n_best)
+    raw, predictions = workflows.predict(run, items, beam, n_best, attention_dir)
     for source, p in zip(raw, predictions):
         if as_json:
             click.echo(json.dumps({"input": str(source), "prediction": p.text, "score": p.score,
@@ -101,6 +105,59 @@ def predict(run: Path, inputs: tuple[str, ...], beam: int | None, n_best: int, a
                 click.echo(f"{score:.3f}\t{text}")
         else:
             click.echo(p.text if p.tokens is not None else f"{p.text}\t{p.score:.3f}")
+    if attention_dir is not None:
+        click.echo(f"attention maps: {attention_dir}", err=True)
+
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["n2m", "one2n", "n2one"]), default="n2m", show_default=True,
+              help="sequence->sequence, one input->sequence, or sequence->label")
+@click.option("--frontend", type=click.Choice(["text", "image", "audio"]), default="text", show_default=True,
+              help="what the inputs are")
+@click.option("--dir", "folder", type=click.Path(path_type=Path), help="where to write it (default ./s2s-NAME)")
+@click.option("--force", is_flag=True, help="overwrite the files in a non-empty --dir")
+def new_plugin(name: str, kind: str, frontend: str, folder: Path | None, force: bool) -> None:
+    """Write a working, tested task plugin package NAME (entry point, task, front-end, metric, data, demo)."""
+    from pipelines.scaffold import new_plugin as scaffold
+    folder, steps = scaffold(name, kind, frontend, folder, force)
+    click.echo(f"wrote plugin package {folder} (task {name}, {kind}, {frontend} input)")
+    click.echo("next:")
+    for step in steps:
+        click.echo(f"  {step}")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("report"), show_default=True,
+              help="folder for the page and its plots")
+@click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True,
+              help="Markdown with PNG files, or one self-contained HTML file")
+@click.option("--examples", type=int, default=3, show_default=True, help="attention maps per run (validation examples)")
+def report(runs: tuple[Path, ...], out: Path, fmt: str, examples: int) -> None:
+    """One page comparing RUNS (of any tasks): metrics table, learning curves, attention maps, scores by length."""
+    from pipelines.report import write_report
+    page = write_report(list(runs), out, fmt, examples, log=lambda line: click.echo(line, err=True))
+    click.echo(f"report: {page}")
+
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks that exercise the whole toolkit."""
+
+
+@bench.command("tasks")
+@click.option("--max-minutes", type=float, default=1.0, show_default=True, help="training budget per task")
+@click.option("--task", "only", multiple=True, help="only these tasks (default: every registered task)")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="a setting for every demo, e.g. train.threads=1")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/bench-tasks"), show_default=True,
+              help="folder for the runs and the report")
+def bench_tasks(max_minutes: float, only: tuple[str, ...], overrides: tuple[str, ...], out: Path) -> None:
+    """Train the demo pipeline of every registered task on a small budget and print the cross-task table."""
+    from pipelines.report import bench_tasks as run_bench
+    table, page = run_bench(out, max_minutes, list(only), list(overrides), log=lambda line: click.echo(line, err=True))
+    click.echo(table)
+    click.echo(f"report: {page}")
 
 
 def main() -> None:

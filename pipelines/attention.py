@@ -1,7 +1,12 @@
 """Attention scores between decoder states (queries) and encoder states (memory).
 
 `dot`: q·m.  `general` (Luong bilinear): q·W·m.  `additive` (Bahdanau concat): v·tanh(Wq + Um).
-Padding positions get zero weight. The memory-side work is done once per batch
+Padding positions get zero weight.
+
+With coverage (See et al. 2017) the attention also sees cov = the sum of the previous
+steps' weights: `additive` adds w_c·cov_i inside the tanh, as in the paper; `dot` and
+`general` have no hidden layer to put it in, so they add a learned scalar times cov_i
+to the score (it starts at 0 and the coverage loss teaches it to avoid covered words). The memory-side work is done once per batch
 (`keys`), so a decoding step costs one small matrix product.
 """
 from __future__ import annotations
@@ -11,7 +16,8 @@ from torch import Tensor, nn
 
 
 class Attention(nn.Module):
-    def __init__(self, kind: str, query_size: int, memory_size: int, additive_size: int | None = None):
+    def __init__(self, kind: str, query_size: int, memory_size: int, additive_size: int | None = None,
+                 coverage: bool = False):
         super().__init__()
         self.kind = kind
         if kind == "dot":
@@ -26,19 +32,29 @@ class Attention(nn.Module):
             self.v = nn.Linear(size, 1, bias=False)
         else:
             raise ValueError(f"unknown attention {kind!r}")
+        if coverage and kind == "additive":
+            self.coverage_proj = nn.Linear(1, size, bias=False)
+        elif coverage:
+            self.coverage_scale = nn.Parameter(torch.zeros(()))
 
     def keys(self, memory: Tensor) -> Tensor:
         """Per-batch precomputation over the memory (B, S, M)."""
         return self.memory_proj(memory) if self.kind == "additive" else memory
 
-    def forward(self, query: Tensor, memory: Tensor, keys: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """query (B, T, Q), memory (B, S, M), mask (B, S) true where valid -> context (B, T, M), weights (B, T, S)."""
+    def forward(self, query: Tensor, memory: Tensor, keys: Tensor, mask: Tensor, coverage: Tensor | None = None
+                ) -> tuple[Tensor, Tensor]:
+        """query (B, T, Q), memory (B, S, M), mask (B, S) true where valid, coverage (B, S) or None
+        -> context (B, T, M), weights (B, T, S)."""
         if self.kind == "additive":
-            hidden = torch.tanh(self.query_proj(query).unsqueeze(2) + keys.unsqueeze(1))  # B,T,S,A
-            scores = self.v(hidden).squeeze(-1)
+            pre = self.query_proj(query).unsqueeze(2) + keys.unsqueeze(1)  # B,T,S,A
+            if coverage is not None:
+                pre = pre + self.coverage_proj(coverage.unsqueeze(-1)).unsqueeze(1)
+            scores = self.v(torch.tanh(pre)).squeeze(-1)
         else:
             q = query if self.kind == "dot" else self.query_proj(query)
             scores = torch.bmm(q, keys.transpose(1, 2))
+            if coverage is not None:
+                scores = scores + self.coverage_scale * coverage.unsqueeze(1)
         scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
         weights = torch.softmax(scores, dim=-1)
         return torch.bmm(weights, memory), weights

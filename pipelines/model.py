@@ -5,25 +5,36 @@ import torch
 from torch import Tensor, nn
 
 from .bridge import Bridge
+from .ctc import CTCHead
 from .decoder import Decoder, Memory
 from .encoder import RNNEncoder
 
 
 class Encoder(nn.Module):
-    """Front-end, RNN and bridge: raw source tensors -> the decoder's `Memory`."""
+    """Front-end, RNN and bridge: raw source tensors -> the decoder's `Memory`.
+
+    With `model.encoder = "none"` there is no RNN: the memory is the front-end's vectors (e.g. a CNN
+    grid) projected to `model.hidden` by tanh(W x + b), and the bridge pools them (there is no final state).
+    """
 
     def __init__(self, frontend: nn.Module, model: dict, with_attention: bool):
         super().__init__()
         self.frontend = frontend
-        self.rnn = RNNEncoder(frontend.output_size, model["hidden"], model["layers"], model["cell"],
-                              model["bidirectional"], model["dropout"])
+        if model["encoder"] == "none":
+            self.rnn, self.project = None, nn.Linear(frontend.output_size, model["hidden"])
+        else:
+            self.rnn = RNNEncoder(frontend.output_size, model["hidden"], model["layers"], model["cell"],
+                                  model["bidirectional"], model["dropout"])
         self.bridge = Bridge(model["bridge"], model["hidden"], model["layers"], model["cell"] == "lstm", model["pool"])
         self.use_init = model["context"] in ("init", "both")
         self.output_size = model["hidden"]
 
     def forward(self, source: Tensor, lengths: Tensor) -> Memory:
         features, lengths = self.frontend(source, lengths)
-        states, final = self.rnn(features, lengths)
+        if self.rnn is None:
+            states, final = torch.tanh(self.project(features)), None
+        else:
+            states, final = self.rnn(features, lengths)
         mask = torch.arange(states.size(1), device=states.device).unsqueeze(0) < lengths.to(states.device).unsqueeze(1)
         init, context = self.bridge(states, mask, final)
         return Memory(states, None, mask, context, init if self.use_init else None)
@@ -32,22 +43,30 @@ class Encoder(nn.Module):
 class Seq2Seq(nn.Module):
     """Sequence output (translation, summarization, captioning, speech recognition)."""
 
-    def __init__(self, frontend: nn.Module, model: dict, vocab_size: int, pad_id: int = 0):
+    def __init__(self, frontend: nn.Module, model: dict, vocab_size: int, pad_id: int = 0, ctc: bool = False):
         super().__init__()
         self.encoder = Encoder(frontend, model, model["attention"] != "none")
+        # Joint CTC head (train.ctc_weight > 0); absent otherwise, so checkpoints without it still load.
+        self.ctc = CTCHead(self.encoder.output_size, vocab_size) if ctc else None
         self.decoder = Decoder(vocab_size, model["embedding"], model["hidden"], model["layers"], model["cell"],
                                model["dropout"], model["attention"], model["context"], model["input_feeding"],
-                               self.encoder.output_size, model["tie_embeddings"], pad_id)
+                               self.encoder.output_size, model["tie_embeddings"], pad_id,
+                               copy=model["copy"], coverage=model["coverage"])
 
     def encode(self, source: Tensor, lengths: Tensor) -> Memory:
         memory = self.encoder(source, lengths)
+        if self.ctc is not None:
+            self.ctc.observe(memory.states, memory.mask)
         if self.decoder.attention is not None:
             memory.keys = self.decoder.attention.keys(memory.states)
         return memory
 
-    def forward(self, source: Tensor, lengths: Tensor, target_in: Tensor, teacher_forcing: float = 1.0
-                ) -> tuple[Tensor, Tensor | None]:
-        return self.decoder(target_in, self.encode(source, lengths), teacher_forcing)
+    def forward(self, source: Tensor, lengths: Tensor, target_in: Tensor, teacher_forcing: float = 1.0,
+                copy_ids: Tensor | None = None, extra_vocab: int = 0) -> tuple[Tensor, Tensor | None]:
+        """With model.copy, `copy_ids`/`extra_vocab` are the batch's extended source ids (see copy.py)."""
+        memory = self.encode(source, lengths)
+        memory.copy_ids, memory.extra_vocab = copy_ids, extra_vocab
+        return self.decoder(target_in, memory, teacher_forcing)
 
 
 class Classifier(nn.Module):

@@ -50,7 +50,7 @@ def build_model(task: Task, source: SourceSide, target: TargetSide, settings: Se
     frontend = source.frontend(model)
     if target.kind == "label":
         return Classifier(frontend, model, target.size)
-    return Seq2Seq(frontend, model, target.size)
+    return Seq2Seq(frontend, model, target.size, ctc=settings["train"]["ctc_weight"] > 0)
 
 
 @dataclass

@@ -5,6 +5,12 @@ tensor, so each step is one decoder call for the whole batch. Finished hypothese
 are scored with the GNMT length penalty ((5 + len) / 6) ** alpha, len counting </s>.
 A sentence stops when it has `n_best` finished hypotheses and none of its live ones
 can still beat them at the current length (exact when alpha = 0).
+
+Constraints, in both searches: `min_length` forbids </s> before that many tokens;
+`no_repeat_ngram` = n forbids a token that would repeat an n-gram already in the
+hypothesis; `coverage_penalty` = beta adds the GNMT coverage penalty
+beta * sum_i log(min(sum_t a_t,i, 1)) over valid source positions to finished
+hypotheses' scores (it needs attention; in greedy search it only changes the score).
 """
 from __future__ import annotations
 
@@ -13,7 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .decoder import Memory, select_state
+from .decoder import Memory, select_feed, select_state
+from .errors import UserError
 
 
 @dataclass
@@ -34,9 +41,36 @@ def max_lengths(source_lengths: Tensor, ratio: float, cap: int) -> Tensor:
     return (source_lengths.float() * ratio + 5).long().clamp(max=cap)
 
 
+def constrain(logp: Tensor, length: int, history: list[list[int]] | None, eos: int, min_length: int,
+              no_repeat_ngram: int) -> Tensor:
+    """Log-probs (N, V) of the token after `length` tokens (`history`: the N hypotheses' tokens, needed
+    for no_repeat_ngram) with the forbidden tokens at -inf."""
+    if length < min_length:
+        logp[:, eos] = float("-inf")
+    n = no_repeat_ngram
+    if n and history and length >= n - 1:
+        for row, seq in enumerate(history):
+            prefix = seq[length - n + 1:] if n > 1 else []
+            banned = [seq[i + n - 1] for i in range(length - n + 1) if seq[i: i + n - 1] == prefix]
+            if banned:
+                logp[row, banned] = float("-inf")
+    return logp
+
+
+def coverage_penalty(attention_sum: Tensor, mask: Tensor, beta: float) -> Tensor:
+    """GNMT: beta * sum over valid source positions of log(min(total attention, 1)), per row (N,)."""
+    logs = attention_sum.clamp(min=1e-10, max=1.0).log().masked_fill(~mask, 0.0)
+    return beta * logs.sum(-1)
+
+
+def _attention_needed(weights: Tensor | None, beta: float) -> None:
+    if beta and weights is None:
+        raise UserError("search.coverage_penalty needs a model with attention (model.attention); set it to 0")
+
+
 @torch.no_grad()
-def greedy(model, memory: Memory, limits: Tensor, bos: int, eos: int, keep_attention: bool = False
-           ) -> list[Hypothesis]:
+def greedy(model, memory: Memory, limits: Tensor, bos: int, eos: int, keep_attention: bool = False,
+           min_length: int = 0, no_repeat_ngram: int = 0, coverage_beta: float = 0.0) -> list[Hypothesis]:
     """Arg-max decoding for a batch; attention rows kept for plots when asked."""
     decoder = model.decoder
     batch = memory.states.size(0)
@@ -45,17 +79,29 @@ def greedy(model, memory: Memory, limits: Tensor, bos: int, eos: int, keep_atten
     limits = limits.to(token.device)
     done = torch.zeros(batch, dtype=torch.bool, device=token.device)
     tokens, scores, attention = [], torch.zeros(batch, device=token.device), []
+    history: list[list[int]] = [[] for _ in range(batch)]
+    attention_sum = memory.states.new_zeros(memory.mask.shape, dtype=torch.float)
     for t in range(int(limits.max())):
         logits, state, feed, weights = decoder.step(token, state, feed, memory)
         logp = torch.log_softmax(logits.float(), dim=-1)
+        if min_length or no_repeat_ngram:
+            logp = constrain(logp, t, history, eos, min_length, no_repeat_ngram)
         best, token = logp.max(dim=-1)
         scores += best.masked_fill(done, 0.0)
         tokens.append(token)
+        if no_repeat_ngram:
+            for seq, tok in zip(history, token.tolist()):
+                seq.append(tok)
+        if coverage_beta:
+            _attention_needed(weights, coverage_beta)
+            attention_sum += weights.squeeze(1).float().masked_fill(done.unsqueeze(1), 0.0)
         if keep_attention and weights is not None:
             attention.append(weights.squeeze(1))
         done |= (token == eos) | (t + 1 >= limits)
         if bool(done.all()):
             break
+    if coverage_beta:
+        scores += coverage_penalty(attention_sum, memory.mask, coverage_beta)
     steps = torch.stack(tokens, dim=1).tolist()
     result = []
     for b, seq in enumerate(steps):
@@ -67,7 +113,8 @@ def greedy(model, memory: Memory, limits: Tensor, bos: int, eos: int, keep_atten
 
 @torch.no_grad()
 def beam_search(model, memory: Memory, limits: Tensor, bos: int, eos: int, beam: int,
-                alpha: float = 1.0, n_best: int = 1) -> list[list[Hypothesis]]:
+                alpha: float = 1.0, n_best: int = 1, min_length: int = 0, no_repeat_ngram: int = 0,
+                coverage_beta: float = 0.0) -> list[list[Hypothesis]]:
     """The `n_best` best hypotheses of every sentence in the batch, best first."""
     decoder = model.decoder
     batch = memory.states.size(0)
@@ -83,9 +130,18 @@ def beam_search(model, memory: Memory, limits: Tensor, bos: int, eos: int, beam:
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     base = (torch.arange(batch, device=device) * beam).unsqueeze(1)
+    attention_sum = memory.states.new_zeros(memory.mask.shape, dtype=torch.float)   # (B*K, S)
+    penalty = lambda rows_sum: coverage_penalty(rows_sum, memory.mask, coverage_beta) if coverage_beta else None
     for t in range(int(limits.max())):
-        logits, state, feed, _ = decoder.step(sequences[:, -1], state, feed, memory)
+        logits, state, feed, weights = decoder.step(sequences[:, -1], state, feed, memory)
         logp = torch.log_softmax(logits.float(), dim=-1)
+        if min_length or no_repeat_ngram:
+            history = sequences[:, 1:].tolist() if no_repeat_ngram else None
+            logp = constrain(logp, t, history, eos, min_length, no_repeat_ngram)
+        if coverage_beta:
+            _attention_needed(weights, coverage_beta)
+            attention_sum = attention_sum + weights.squeeze(1).float()
+        cover = penalty(attention_sum)
         vocab = logp.size(-1)
         candidates = (scores.unsqueeze(-1) + logp.view(batch, beam, vocab)).view(batch, -1)
         top_scores, top_index = candidates.topk(min(2 * beam, candidates.size(1)), dim=1)
@@ -98,7 +154,8 @@ def beam_search(model, memory: Memory, limits: Tensor, bos: int, eos: int, beam:
         for b, k in (is_eos & rank_ok & ~done.unsqueeze(1)).nonzero().tolist():
             row = int(base[b, 0] + origin[b, k])
             seq = sequences[row, 1:].tolist() + [eos]
-            finished[b].append((float(top_scores[b, k]) / length_penalty(length, alpha), seq))
+            bonus = float(cover[row]) if cover is not None else 0.0
+            finished[b].append((float(top_scores[b, k]) / length_penalty(length, alpha) + bonus, seq))
         # Continue with the best `beam` candidates that did not end.
         live_scores = top_scores.masked_fill(is_eos, float("-inf"))
         live_scores, pick = live_scores.topk(beam, dim=1)
@@ -107,14 +164,18 @@ def beam_search(model, memory: Memory, limits: Tensor, bos: int, eos: int, beam:
         rows = (base + origin).view(-1)
         sequences = torch.cat([sequences.index_select(0, rows), token.view(-1, 1)], dim=1)
         state = select_state(state, rows)
-        feed = None if feed is None else feed.index_select(0, rows)
+        feed = select_feed(feed, rows)
+        if coverage_beta:
+            attention_sum = attention_sum.index_select(0, rows)
+            cover = penalty(attention_sum)
         scores = live_scores
         # A sentence at its length limit ends with its live hypotheses as they are.
         for b in (last_step & ~done).nonzero().flatten().tolist():
             for k in range(beam):
                 if torch.isfinite(scores[b, k]):
-                    seq = sequences[int(base[b, 0]) + k, 1:].tolist()
-                    finished[b].append((float(scores[b, k]) / length_penalty(length, alpha), seq))
+                    row = int(base[b, 0]) + k
+                    bonus = float(cover[row]) if cover is not None else 0.0
+                    finished[b].append((float(scores[b, k]) / length_penalty(length, alpha) + bonus, sequences[row, 1:].tolist()))
             done[b] = True
         best_live = scores.max(dim=1).values / length_penalty(length, alpha)
         for b in (~done).nonzero().flatten().tolist():

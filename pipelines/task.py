@@ -219,3 +219,8 @@ class Task:
             path = Path(item)
             out.extend(read_lines(path) if path.is_file() else [item])
         return out
+
+    def save_attention(self, source: Any, words: list[str], attention: Tensor, folder: Path, index: int) -> list[Path]:
+        """Pictures of one prediction's attention, (steps, source positions), for `s2s predict --attention-map`;
+        `index` counts inputs from 1. Tasks that can draw them override this; returns the files written."""
+        raise UserError(f"task {self.name!r} cannot draw attention maps; drop --attention-map")

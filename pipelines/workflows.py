@@ -99,10 +99,24 @@ def evaluate(run_dir: Path, data: str | None = None, beam: int | None = None, ch
     return run, split, result, predictions
 
 
-def predict(run_dir: Path, inputs: Sequence[str], beam: int | None = None, n_best: int = 1
-            ) -> tuple[list[Any], list[Prediction]]:
+def predict(run_dir: Path, inputs: Sequence[str], beam: int | None = None, n_best: int = 1,
+            attention_dir: Path | None = None) -> tuple[list[Any], list[Prediction]]:
+    """Predictions for the inputs; with `attention_dir`, greedy search and the task's attention pictures there."""
     run = Run.open(run_dir)
     raw = run.task.parse_inputs(inputs)
     if not raw:
         raise UserError("no inputs: give them as arguments, files, or on standard input")
-    return raw, predict_items(run, run.source.encode(raw), beam=beam, n_best=n_best)
+    if attention_dir is not None:
+        if run.settings["model"]["attention"] == "none" or run.target.kind == "label":
+            raise UserError(f"--attention-map: the model of {run.folder} has no attention (model.attention = none); "
+                            f"train with model.attention = dot, general or additive")
+        if beam not in (None, 1):
+            raise UserError("--attention-map draws greedy search's attention; drop --beam or use --beam 1")
+        beam = 1
+    predictions = predict_items(run, run.source.encode(raw), beam=beam, n_best=n_best, raw_sources=raw,
+                                keep_attention=attention_dir is not None)
+    if attention_dir is not None:
+        Path(attention_dir).mkdir(parents=True, exist_ok=True)
+        for index, (source, p) in enumerate(zip(raw, predictions), start=1):
+            run.task.save_attention(source, run.target.vocab.tokens(p.tokens), p.attention, Path(attention_dir), index)
+    return raw, predictions
