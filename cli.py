@@ -150,12 +150,14 @@ def bench() -> None:
 @click.option("--max-minutes", type=float, default=1.0, show_default=True, help="training budget per task")
 @click.option("--task", "only", multiple=True, help="only these tasks (default: every registered task)")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="a setting for every demo, e.g. train.threads=1")
+@click.option("--beam", type=int, default=1, show_default=True, help="beam for the test scores (0: each pipeline's own)")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/bench-tasks"), show_default=True,
               help="folder for the runs and the report")
-def bench_tasks(max_minutes: float, only: tuple[str, ...], overrides: tuple[str, ...], out: Path) -> None:
+def bench_tasks(max_minutes: float, only: tuple[str, ...], overrides: tuple[str, ...], beam: int, out: Path) -> None:
     """Train the demo pipeline of every registered task on a small budget and print the cross-task table."""
     from pipelines.report import bench_tasks as run_bench
-    table, page = run_bench(out, max_minutes, list(only), list(overrides), log=lambda line: click.echo(line, err=True))
+    table, page = run_bench(out, max_minutes, list(only), list(overrides), beam,
+                            log=lambda line: click.echo(line, err=True))
     click.echo(table)
     click.echo(f"report: {page}")
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from safetensors import safe_open
+
 from . import plots
 from .errors import UserError
 from .examples import encode_split
@@ -56,14 +58,23 @@ class Summary:
 
     def training(self) -> dict[str, float | None]:
         """Seconds trained (validation included), updates, tokens/s over the updates alone, peak memory."""
-        if not self.records:
+        progress = _progress(self.run.folder) or (self.records[-1] if self.records else {})
+        if not progress:
             return {"seconds": None, "steps": None, "tokens_per_s": None, "peak_mb": None}
-        last = self.records[-1]
-        updating = last["elapsed"] - sum(r.get("validation_seconds", 0.0) for r in self.records)
+        updating = progress["elapsed"] - sum(r.get("validation_seconds", 0.0) for r in self.records)
         peaks = [r["peak_memory_mb"] for r in self.records if "peak_memory_mb" in r]
-        return {"seconds": last["elapsed"], "steps": last["step"],
-                "tokens_per_s": last["target_tokens"] / updating if updating > 0 else None,
+        return {"seconds": progress["elapsed"], "steps": progress["step"],
+                "tokens_per_s": progress["target_tokens"] / updating if updating > 0 else None,
                 "peak_mb": max(peaks) if peaks else None}
+
+
+def _progress(folder: Path) -> dict[str, Any]:
+    """Where training ended (step, elapsed, target tokens): the `last` checkpoint's metadata, tensors unread."""
+    try:
+        with safe_open(str(folder / "checkpoints" / "last.safetensors"), framework="pt") as handle:
+            return json.loads(handle.metadata()["s2s"])["state"]["progress"]
+    except Exception:  # no or an old checkpoint: the metrics log is the fallback
+        return {}
 
 
 def _read_records(folder: Path) -> list[dict[str, Any]]:
@@ -109,7 +120,7 @@ def _attention(run: Run, count: int) -> list[tuple[list[str], list[str], Any]]:
             continue
         vocab = getattr(run.source, "vocab", None)
         source = vocab.tokens(split.sources[i]) if vocab is not None else [str(j) for j in range(p.attention.shape[1])]
-        output = run.target.vocab.tokens(p.tokens)[: p.attention.shape[0]]
+        output = [t or "<copied>" for t in run.target.vocab.tokens(p.tokens)][: p.attention.shape[0]]  # copy: OOV ids
         maps.append((source, output, p.attention[: len(output), : len(source)].float().numpy()))
     return maps
 
@@ -308,9 +319,11 @@ def _train(name: str, folder: Path, minutes: float, overrides: Sequence[str]) ->
 
 
 def bench_tasks(out: Path, max_minutes: float = 1.0, only: Sequence[str] = (), overrides: Sequence[str] = (),
-                log: Log = print) -> tuple[str, Path]:
+                beam: int = 1, log: Log = print) -> tuple[str, Path]:
     """Train and evaluate the demo pipeline of every registered task (or `only` these), within `max_minutes`
-    each; returns the cross-task table as text and the report page written beside the runs."""
+    each, scoring with beam `beam` (0: each pipeline's own); returns the cross-task table as text and the
+    report page written beside the runs."""
+    from .workflows import evaluate
     tasks = discover_tasks()
     unknown = [t for t in only if t not in tasks]
     if unknown:
@@ -328,7 +341,11 @@ def bench_tasks(out: Path, max_minutes: float = 1.0, only: Sequence[str] = (), o
         if not name:
             problems.append([task, "-", f"no demo pipeline (name one {task}-demo in the plugin's pipelines file)"])
             continue
-        own = settings_for(pipelines[name], tasks, list(overrides))["train"]["max_minutes"]
+        try:
+            own = settings_for(pipelines[name], tasks, list(overrides))["train"]["max_minutes"]
+        except UserError as err:
+            problems.append([task, name, str(err)])
+            continue
         minutes = max_minutes if own <= 0 or 0 < max_minutes < own else 0.0
         log(f"{task}: training {name} ({minutes or own:g} min at most)")
         started = time.perf_counter()
@@ -337,6 +354,7 @@ def bench_tasks(out: Path, max_minutes: float = 1.0, only: Sequence[str] = (), o
             problems.append([task, name, error])
             continue
         try:
+            evaluate(folder / name, beam=beam or None)
             done.append(summarise(folder / name, 2, log))
         except UserError as err:
             problems.append([task, name, str(err)])
@@ -345,6 +363,8 @@ def bench_tasks(out: Path, max_minutes: float = 1.0, only: Sequence[str] = (), o
     header, rows = table_rows(done)
     keep = [0, 1, 3, 4, 6, 7, 9, 10]     # the columns that fit a terminal
     text = text_table([header[i] for i in keep], [[r[i] for i in keep] for r in rows])
+    search = "greedy search" if beam == 1 else f"beam {beam}" if beam else "each pipeline's beam"
+    text += f"\n(test scores with {search})"
     if problems:
         text += "\n\nnot run:\n" + text_table(["task", "pipeline", "why"], problems)
     page = write_page(done, folder) if done else folder

@@ -115,7 +115,7 @@ def _image_rows(kind: str, rng: random.Random, folder: Path, split: str, n: int)
         elif kind == "n2m":
             left, right = rng.choice(colours), rng.choice(colours)
             _draw([(left, rng.randint(0, 3)), (right, rng.randint(13, 16))], rng, folder / name)
-            target = f"{left} {right}"
+            target = f"{left} on the left and {right} on the right"
         else:
             colour, side = rng.choice(colours), rng.choice(["left", "right"])
             _draw([(colour, rng.randint(0, 3) if side == "left" else rng.randint(13, 16))], rng, folder / name)
@@ -215,7 +215,7 @@ def _values(names: Names, kind: str, frontend: str) -> dict[str, str]:
     what = {"image": "image", "audio": "audio"}.get(frontend, "")
     fixtures = {("text", "n2m"): "word sequences to reverse", ("text", "n2one"): "sentences labelled by the "
                 "sentiment word they contain", ("text", "one2n"): "a category (greeting, thanks...) -> a phrase",
-                ("image", "n2m"): "two coloured squares -> their colours, left to right",
+                ("image", "n2m"): "two coloured squares -> where each colour is",
                 ("image", "n2one"): "one coloured square -> its colour",
                 ("image", "one2n"): "one coloured square -> a caption", ("audio", "n2m"): "beeps -> low/mid/high "
                 "for each", ("audio", "n2one"): "one beep -> its pitch", ("audio", "one2n"): "one beep -> a "
@@ -223,7 +223,8 @@ def _values(names: Names, kind: str, frontend: str) -> dict[str, str]:
     examples = {"text": {"n2m": '"red cat moon"', "n2one": '"the film was lovely"', "one2n": "thanks"},
                 "image": "$module/data/images/test_000.png", "audio": "$module/data/audio/test_000.wav"}
     predict = examples[frontend][kind] if frontend == "text" else examples[frontend].replace("$module", names.module)
-    samples = {"n2m": ["a b c", "d e"], "one2n": ["a b c", "d e"], "n2one": ["yes", "no", "yes"]}[kind]
+    sentences = ["the red cat sat on the green mat", "a small dog ran along the road by the lake"]
+    samples = ["yes", "no", "yes"] if kind == "n2one" else sentences
     return {
         "name": names.name, "package": names.package, "module": names.module, "cls": names.cls,
         "title": names.name.replace("-", " ").replace("_", " ").capitalize(), "kind": kind,

@@ -25,7 +25,9 @@ if [ ! -f "$venv/.complete" ]; then
   touch "$venv/.complete"
 fi
 # Point the shared environment at this checkout (fast: no dependency changes).
-if ! "$venv/bin/pip" install --no-deps --no-build-isolation -e "$repo" > "$venv.editable.log" 2>&1; then
+# The external example plugin is installed through its own entry point, like any third-party one.
+if ! { "$venv/bin/pip" install --no-deps --no-build-isolation -e "$repo" \
+       && "$venv/bin/pip" install --no-deps --no-build-isolation -e "$repo/examples/s2s-dialogue"; } > "$venv.editable.log" 2>&1; then
   tail -n 20 "$venv.editable.log" >&2
   exit 2
 fi
