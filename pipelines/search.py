@@ -11,6 +11,8 @@ Constraints, in both searches: `min_length` forbids </s> before that many tokens
 hypothesis; `coverage_penalty` = beta adds the GNMT coverage penalty
 beta * sum_i log(min(sum_t a_t,i, 1)) over valid source positions to finished
 hypotheses' scores (it needs attention; in greedy search it only changes the score).
+A copy model never emits the vocabulary's <unk>: a word the vocabulary lacks comes out by
+copying it from the source, and an <unk> would only decode to nothing.
 """
 from __future__ import annotations
 
@@ -63,6 +65,12 @@ def coverage_penalty(attention_sum: Tensor, mask: Tensor, beta: float) -> Tensor
     return beta * logs.sum(-1)
 
 
+def _no_unk(decoder, logp: Tensor) -> Tensor:
+    if getattr(decoder, "copy", False):
+        logp[:, decoder.unk_id] = float("-inf")
+    return logp
+
+
 def _attention_needed(weights: Tensor | None, beta: float) -> None:
     if beta and weights is None:
         raise UserError("search.coverage_penalty needs a model with attention (model.attention); set it to 0")
@@ -83,7 +91,7 @@ def greedy(model, memory: Memory, limits: Tensor, bos: int, eos: int, keep_atten
     attention_sum = memory.states.new_zeros(memory.mask.shape, dtype=torch.float)
     for t in range(int(limits.max())):
         logits, state, feed, weights = decoder.step(token, state, feed, memory)
-        logp = torch.log_softmax(logits.float(), dim=-1)
+        logp = _no_unk(decoder, torch.log_softmax(logits.float(), dim=-1))
         if min_length or no_repeat_ngram:
             logp = constrain(logp, t, history, eos, min_length, no_repeat_ngram)
         best, token = logp.max(dim=-1)
@@ -134,7 +142,7 @@ def beam_search(model, memory: Memory, limits: Tensor, bos: int, eos: int, beam:
     penalty = lambda rows_sum: coverage_penalty(rows_sum, memory.mask, coverage_beta) if coverage_beta else None
     for t in range(int(limits.max())):
         logits, state, feed, weights = decoder.step(sequences[:, -1], state, feed, memory)
-        logp = torch.log_softmax(logits.float(), dim=-1)
+        logp = _no_unk(decoder, torch.log_softmax(logits.float(), dim=-1))
         if min_length or no_repeat_ngram:
             history = sequences[:, 1:].tolist() if no_repeat_ngram else None
             logp = constrain(logp, t, history, eos, min_length, no_repeat_ngram)

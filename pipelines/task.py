@@ -179,6 +179,14 @@ class LabelTarget(TargetSide):
         return self.labels[int(index)]
 
 
+def _is_file(text: str) -> bool:
+    """Whether an argument names a file; a long sentence is not a path (and would raise ENAMETOOLONG)."""
+    try:
+        return Path(text).is_file()
+    except OSError:
+        return False
+
+
 class Task:
     """Base class of every task plugin. Subclasses set the class attributes and implement `load` and `score`."""
 
@@ -216,8 +224,7 @@ class Task:
         """Inputs for `s2s predict`: each argument is a text, or a file of one input per line."""
         out: list[Any] = []
         for item in inputs:
-            path = Path(item)
-            out.extend(read_lines(path) if path.is_file() else [item])
+            out.extend(read_lines(Path(item)) if _is_file(item) else [item])
         return out
 
     def save_attention(self, source: Any, words: list[str], attention: Tensor, folder: Path, index: int) -> list[Path]:

@@ -40,6 +40,7 @@ class Progress:
     bad_evals: int = 0
     elapsed: float = 0.0
     target_tokens: int = 0
+    validated_step: int = -1
     stopped: str = ""
 
 
@@ -199,6 +200,7 @@ class Trainer:
         torch.set_rng_state(rng)
         metric = scores.values[scores.primary]
         p = self.progress
+        p.validated_step = p.step
         better = p.best is None or (metric > p.best if self.run.task.higher_is_better else metric < p.best)
         self.scheduler.step(metric)
         if better:
@@ -269,8 +271,8 @@ class Trainer:
             if not p.stopped:
                 p.stopped = f"reached train.max_epochs = {cfg['max_epochs']}"
         bar.close()
-        if not (self.run.checkpoints / "best.safetensors").exists():
-            self.validate(loss_sum / max(loss_count, 1))
+        if p.validated_step != p.step:   # the updates since the last validation may hold the best model
+            bar.write(_describe(self.validate(loss_sum / max(loss_count, 1))))
         self.save("last")
         return p
 

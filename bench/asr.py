@@ -1,0 +1,104 @@
+"""Speech recognition targets (issue 5): not a test, a quality benchmark that takes about an hour.
+
+1. asr-digits: train on connected digits from four FSDD speakers (within the 30-minute budget), then score
+   the test split, spoken by the fifth speaker, whom training never heard. Target: WER <= 3 %.
+2. asr-vctk: the same settings trained twice, with joint CTC (train.ctc_weight = 0.3) and without (0.0),
+   for the same time; validation CER/WER after every `--eval-every` updates, as one table, to show which
+   learns faster; then each run's best checkpoint scored on the validation part with beam search.
+
+    S2S_DATA_DIR=../shared/data python bench/asr.py                 # everything (~90 min on 2 cores)
+    S2S_DATA_DIR=../shared/data python bench/asr.py --only digits   # one part
+    S2S_DATA_DIR=../shared/data python bench/asr.py --minutes 1 --digits-minutes 1   # a smoke run
+
+Writes runs under --out (default runs/bench-asr)/<timestamp>/ and the closing note `asr.md` there.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipelines import workflows  # noqa: E402
+
+
+def train_and_score(name: str, out: Path, minutes: float, overrides: list[str], split_note: str) -> dict:
+    started = time.perf_counter()
+    run, progress = workflows.train(name, overrides, out, max_minutes=minutes, show_progress=False, log=print)
+    wall = time.perf_counter() - started
+    _, _, result, _ = workflows.evaluate(run.folder)
+    curve = [json.loads(l) for l in (run.folder / "metrics.jsonl").read_text().splitlines() if l.strip()]
+    return {"name": name, "folder": str(run.folder), "overrides": overrides, "steps": progress.step,
+            "train_minutes": progress.elapsed / 60, "wall_minutes": wall / 60, "stopped": progress.stopped,
+            "score": result, "curve": curve, "split": split_note}
+
+
+def digits_section(args) -> list[str]:
+    overrides = [f"train.threads={args.threads}"] + args.set
+    r = train_and_score("asr-digits", args.out / "digits", args.digits_minutes, overrides, "test (unseen speaker)")
+    s = r["score"]
+    verdict = "met" if s["wer"] <= 3.0 else "NOT met"
+    return ["## asr-digits: connected digits, unseen test speaker", "",
+            f"Run: `{r['folder']}` ({r['steps']} updates, {r['train_minutes']:.1f} min of training, "
+            f"{r['wall_minutes']:.1f} min wall clock including data building and validation; {r['stopped']}).", "",
+            "| split | utterances | beam | WER % | CER % |", "|---|---|---|---|---|",
+            f"| {r['split']} | {s['examples']} | {s['beam']} | {s['wer']:.2f} | {s['cer']:.2f} |", "",
+            f"Target WER <= 3 % on the unseen speaker within 30 minutes: **{verdict}**.", ""]
+
+
+def vctk_section(args) -> list[str]:
+    runs = {}
+    for weight in (0.3, 0.0):
+        overrides = [f"train.ctc_weight={weight}", f"train.threads={args.threads}",
+                     f"train.eval_every={args.eval_every}", "train.patience=1000"] + args.set
+        runs[weight] = train_and_score("asr-vctk", args.out / f"vctk-ctc{weight}", args.minutes, overrides,
+                                       "validation")
+    lines = ["## asr-vctk: joint CTC vs attention only (same settings, same time budget)", "",
+             "Validation CER / WER (%) with greedy decoding, after each block of updates:", "",
+             "| updates | minutes (CTC 0.3) | CER, CTC 0.3 | WER, CTC 0.3 | minutes (CTC 0) | CER, CTC 0 | WER, CTC 0 |",
+             "|---|---|---|---|---|---|---|"]
+    by_step = {w: {r["step"]: r for r in runs[w]["curve"]} for w in runs}
+    for step in sorted(set(by_step[0.3]) | set(by_step[0.0])):
+        cells = [str(step)]
+        for w in (0.3, 0.0):
+            r = by_step[w].get(step)
+            cells += [f"{r['elapsed'] / 60:.1f}", f"{r['valid_cer']:.1f}", f"{r['valid_wer']:.1f}"] if r else ["", "", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Best checkpoint of each, validation part (45 utterances), beam search:", "",
+              "| ctc_weight | updates | beam | CER % | WER % |", "|---|---|---|---|---|"]
+    for w in (0.3, 0.0):
+        s = runs[w]["score"]
+        lines.append(f"| {w} | {runs[w]['steps']} | {s['beam']} | {s['cer']:.2f} | {s['wer']:.2f} |")
+    lines.append("")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=["digits", "vctk"], help="run one part")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-asr"))
+    parser.add_argument("--digits-minutes", type=float, default=28.0, help="asr-digits training budget")
+    parser.add_argument("--minutes", type=float, default=25.0, help="asr-vctk training budget per run")
+    parser.add_argument("--eval-every", type=int, default=100, help="asr-vctk: validate every N updates")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra override for every run")
+    args = parser.parse_args()
+    args.out = args.out / time.strftime("%Y%m%d-%H%M%S")
+    args.out.mkdir(parents=True, exist_ok=True)
+    lines = ["# Speech recognition benchmark (issue 5)", "",
+             f"Command: `python bench/asr.py {' '.join(sys.argv[1:])}`; torch threads {args.threads}.", ""]
+    if args.only in (None, "digits"):
+        lines += digits_section(args)
+    if args.only in (None, "vctk"):
+        lines += vctk_section(args)
+    note = args.out / "asr.md"
+    note.write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
+    print(f"written: {note}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Audio front-end: log-mel features (computed once per clip, cached in memory), SpecAugment, and
+convolutional subsampling (4x in time) that feeds the engine's RNN encoder.
+
+Features: 25 ms Hann windows every 10 ms, `n_mels` mel bins, log(mel + 1e-6), then per-utterance
+normalisation (each bin to zero mean and unit variance over the clip's frames), which removes the
+recording's gain and channel colouring.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torchaudio
+from torch import Tensor, nn
+
+from .audio import read_audio
+
+_EPS = 1e-6
+
+
+class LogMel:
+    """Waveform (N,) at `sample_rate` -> normalised log-mel frames (T, n_mels)."""
+
+    def __init__(self, sample_rate: int, n_mels: int):
+        win, self.hop = round(0.025 * sample_rate), round(0.010 * sample_rate)
+        self.n_fft = max(512, 2 ** math.ceil(math.log2(win)))
+        self.mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=self.n_fft, win_length=win,
+                                                        hop_length=self.hop, n_mels=n_mels)
+
+    def __call__(self, wave: Tensor) -> Tensor:
+        if wave.numel() < self.n_fft:   # the centred STFT's reflect padding needs at least n_fft/2 + 1 samples
+            wave = torch.nn.functional.pad(wave, (0, self.n_fft - wave.numel()))
+        x = torch.log(self.mel(wave) + _EPS).T
+        return (x - x.mean(0)) / (x.std(0, unbiased=False) + 1e-5)
+
+
+_extractors: dict[tuple[int, int], LogMel] = {}
+_cache: dict[tuple, Tensor] = {}
+
+
+def clip_features(path: Path, sample_rate: int, n_mels: int) -> Tensor:
+    """Features of one audio file, computed once per process (keyed by path, size, mtime and settings)."""
+    path = Path(path)
+    stat = path.stat() if path.is_file() else None
+    key = (str(path.resolve()), stat and stat.st_size, stat and stat.st_mtime_ns, sample_rate, n_mels)
+    if key not in _cache:
+        if (sample_rate, n_mels) not in _extractors:
+            _extractors[sample_rate, n_mels] = LogMel(sample_rate, n_mels)
+        _cache[key] = _extractors[sample_rate, n_mels](read_audio(path, sample_rate))
+    return _cache[key]
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Per-clip feature work is too small to gain from threads, and on busy cores OpenMP's waiting
+    threads make it about 10x slower; run it on one thread and restore the setting afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def subsampled_length(frames: int | Tensor) -> int | Tensor:
+    """Frames after two stride-2 convolutions (kernel 3, padding 1): ceil(ceil(T / 2) / 2)."""
+    return ((frames + 1) // 2 + 1) // 2
+
+
+class SpecAugment(nn.Module):
+    """Frequency and time masking (Park et al., 2019), active only in training mode.
+
+    Each utterance gets `freq_masks` bands of up to `freq_width` bins and `time_masks` spans of up
+    to `time_width` frames (never more than `time_ratio` of its length) set to 0, the features' mean.
+    """
+
+    def __init__(self, freq_masks: int, freq_width: int, time_masks: int, time_width: int, time_ratio: float):
+        super().__init__()
+        self.freq_masks, self.freq_width = freq_masks, freq_width
+        self.time_masks, self.time_width, self.time_ratio = time_masks, time_width, time_ratio
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        if not self.training:
+            return x
+        x = x.clone()
+        bins = x.size(2)
+        for b, length in enumerate(lengths.tolist()):
+            for _ in range(self.freq_masks):
+                width = int(torch.randint(0, min(self.freq_width, bins) + 1, ()))
+                start = int(torch.randint(0, bins - width + 1, ()))
+                x[b, :, start: start + width] = 0.0
+            limit = min(self.time_width, int(self.time_ratio * length))
+            for _ in range(self.time_masks):
+                width = int(torch.randint(0, limit + 1, ()))
+                start = int(torch.randint(0, length - width + 1, ()))
+                x[b, start: start + width] = 0.0
+        return x
+
+
+class AudioFrontend(nn.Module):
+    """(B, T, n_mels) features -> SpecAugment (training only) -> 2 x [Conv1d over time (kernel 3, stride 2,
+    mel bins as input channels) + tanh] -> linear projection: (B, ceil(T/4), output_size) and new lengths.
+
+    tanh, not ReLU: on per-utterance-normalised (zero-mean) features, ReLU layers kept the CTC loss on
+    its initial plateau far longer in our probes (24 connected-digit utterances, 300 updates: about 2.4
+    nats per token with ReLU, 0.1-0.5 with tanh); 2-D convolutions with ReLU behaved the same.
+    """
+
+    def __init__(self, n_mels: int, channels: int, output_size: int, dropout: float, augment: SpecAugment):
+        super().__init__()
+        self.augment = augment
+        self.conv1 = nn.Conv1d(n_mels, channels, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv1d(channels, channels, 3, stride=2, padding=1)
+        self.proj = nn.Linear(channels, output_size)
+        self.dropout = nn.Dropout(dropout)
+        self.output_size = output_size
+
+    def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        x = torch.tanh(self.conv1(self.augment(features, lengths).transpose(1, 2)))
+        # Zero the first layer's outputs past each utterance's end, so padding never leaks into valid frames.
+        valid = torch.arange(x.size(2), device=x.device).unsqueeze(0) < ((lengths + 1) // 2).to(x.device).unsqueeze(1)
+        x = torch.tanh(self.conv2(x * valid.unsqueeze(1).to(x.dtype)))
+        return self.dropout(self.proj(x.transpose(1, 2))), subsampled_length(lengths)
