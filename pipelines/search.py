@@ -123,24 +123,27 @@ def greedy(model, memory: Memory, limits: Tensor, bos: int, eos: int, keep_atten
 def beam_search(model, memory: Memory, limits: Tensor, bos: int, eos: int, beam: int,
                 alpha: float = 1.0, n_best: int = 1, min_length: int = 0, no_repeat_ngram: int = 0,
                 coverage_beta: float = 0.0) -> list[list[Hypothesis]]:
-    """The `n_best` best hypotheses of every sentence in the batch, best first."""
+    """The `n_best` best hypotheses of every sentence in the batch, best first.
+
+    Sentences that are done leave the batch, so the decoder only ever runs on live ones.
+    """
     decoder = model.decoder
     batch = memory.states.size(0)
     device = memory.states.device
     n_best = min(n_best, beam)
-    expand = torch.arange(batch, device=device).repeat_interleave(beam)
-    memory = memory.select(expand)
+    memory = memory.select(torch.arange(batch, device=device).repeat_interleave(beam))
     state, feed = decoder.initial_state(memory)
     limits = limits.to(device)
+    ids = list(range(batch))                            # original sentence of each live batch row
     scores = torch.full((batch, beam), float("-inf"), device=device)
     scores[:, 0] = 0.0                                  # one live hypothesis per sentence at first
     sequences = torch.full((batch * beam, 1), bos, dtype=torch.long, device=device)
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
-    base = (torch.arange(batch, device=device) * beam).unsqueeze(1)
     attention_sum = memory.states.new_zeros(memory.mask.shape, dtype=torch.float)   # (B*K, S)
-    penalty = lambda rows_sum: coverage_penalty(rows_sum, memory.mask, coverage_beta) if coverage_beta else None
+    offsets = torch.arange(beam, device=device)
     for t in range(int(limits.max())):
+        live = len(ids)
+        base = (torch.arange(live, device=device) * beam).unsqueeze(1)
         logits, state, feed, weights = decoder.step(sequences[:, -1], state, feed, memory)
         logp = _no_unk(decoder, torch.log_softmax(logits.float(), dim=-1))
         if min_length or no_repeat_ngram:
@@ -149,49 +152,53 @@ def beam_search(model, memory: Memory, limits: Tensor, bos: int, eos: int, beam:
         if coverage_beta:
             _attention_needed(weights, coverage_beta)
             attention_sum = attention_sum + weights.squeeze(1).float()
-        cover = penalty(attention_sum)
+        cover = coverage_penalty(attention_sum, memory.mask, coverage_beta).tolist() if coverage_beta else None
         vocab = logp.size(-1)
-        candidates = (scores.unsqueeze(-1) + logp.view(batch, beam, vocab)).view(batch, -1)
+        candidates = (scores.unsqueeze(-1) + logp.view(live, beam, vocab)).view(live, -1)
         top_scores, top_index = candidates.topk(min(2 * beam, candidates.size(1)), dim=1)
         origin, token = top_index // vocab, top_index % vocab
         length = t + 1
+        norm = length_penalty(length, alpha)
         is_eos = (token == eos) & torch.isfinite(top_scores)
-        last_step = (length >= limits)
-        # Finished hypotheses: </s> among the candidates (only those ranked within the beam).
-        rank_ok = torch.arange(top_scores.size(1), device=device).unsqueeze(0) < beam
-        for b, k in (is_eos & rank_ok & ~done.unsqueeze(1)).nonzero().tolist():
-            row = int(base[b, 0] + origin[b, k])
-            seq = sequences[row, 1:].tolist() + [eos]
-            bonus = float(cover[row]) if cover is not None else 0.0
-            finished[b].append((float(top_scores[b, k]) / length_penalty(length, alpha) + bonus, seq))
+        # Finished hypotheses: </s> among the candidates ranked within the beam.
+        for b, k in is_eos[:, :beam].nonzero().tolist():
+            row = b * beam + int(origin[b, k])
+            bonus = cover[row] if cover is not None else 0.0
+            finished[ids[b]].append((float(top_scores[b, k]) / norm + bonus, sequences[row, 1:].tolist() + [eos]))
         # Continue with the best `beam` candidates that did not end.
-        live_scores = top_scores.masked_fill(is_eos, float("-inf"))
-        live_scores, pick = live_scores.topk(beam, dim=1)
-        origin = origin.gather(1, pick)
-        token = token.gather(1, pick)
-        rows = (base + origin).view(-1)
-        sequences = torch.cat([sequences.index_select(0, rows), token.view(-1, 1)], dim=1)
-        state = select_state(state, rows)
-        feed = select_feed(feed, rows)
+        scores, pick = top_scores.masked_fill(is_eos, float("-inf")).topk(beam, dim=1)
+        rows = (base + origin.gather(1, pick)).view(-1)
+        sequences = torch.cat([sequences.index_select(0, rows), token.gather(1, pick).view(-1, 1)], dim=1)
+        state, feed = select_state(state, rows), select_feed(feed, rows)
         if coverage_beta:
             attention_sum = attention_sum.index_select(0, rows)
-            cover = penalty(attention_sum)
-        scores = live_scores
-        # A sentence at its length limit ends with its live hypotheses as they are.
-        for b in (last_step & ~done).nonzero().flatten().tolist():
-            for k in range(beam):
-                if torch.isfinite(scores[b, k]):
-                    row = int(base[b, 0]) + k
-                    bonus = float(cover[row]) if cover is not None else 0.0
-                    finished[b].append((float(scores[b, k]) / length_penalty(length, alpha) + bonus, sequences[row, 1:].tolist()))
-            done[b] = True
-        best_live = scores.max(dim=1).values / length_penalty(length, alpha)
-        for b in (~done).nonzero().flatten().tolist():
-            if len(finished[b]) >= n_best:
-                kth = sorted((s for s, _ in finished[b]), reverse=True)[n_best - 1]
-                if kth >= float(best_live[b]):
-                    done[b] = True
-        if bool(done.all()):
+            cover = coverage_penalty(attention_sum, memory.mask, coverage_beta).tolist()
+        # A sentence at its length limit ends with its live hypotheses as they are; one with n_best
+        # finished hypotheses that no live one can beat at the current length is done.
+        at_limit = (length >= limits).tolist()
+        best_live = (scores.max(dim=1).values / norm).tolist()
+        live_scores = scores.tolist()
+        keep = []
+        for b in range(live):
+            if at_limit[b]:
+                for k in range(beam):
+                    if live_scores[b][k] != float("-inf"):
+                        row = b * beam + k
+                        bonus = cover[row] if cover is not None else 0.0
+                        finished[ids[b]].append((live_scores[b][k] / norm + bonus, sequences[row, 1:].tolist()))
+                continue
+            done = finished[ids[b]]
+            if len(done) >= n_best and sorted((s for s, _ in done), reverse=True)[n_best - 1] >= best_live[b]:
+                continue
+            keep.append(b)
+        if not keep:
             break
-        scores = scores.masked_fill(done.unsqueeze(1), float("-inf"))
+        if len(keep) < live:   # drop the finished sentences from every batch-first tensor
+            ids = [ids[b] for b in keep]
+            kept = torch.tensor(keep, device=device)
+            rows = (kept.unsqueeze(1) * beam + offsets).view(-1)
+            memory, sequences = memory.select(rows), sequences.index_select(0, rows)
+            state, feed = select_state(state, rows), select_feed(feed, rows)
+            attention_sum = attention_sum.index_select(0, rows)
+            scores, limits = scores.index_select(0, kept), limits.index_select(0, kept)
     return [[Hypothesis(seq, score) for score, seq in sorted(f, key=lambda x: -x[0])[:n_best]] for f in finished]

@@ -63,7 +63,6 @@ class SpeechRecognitionTask(Task):
     kind = "n2m"
     primary_metric = "wer"
     higher_is_better = False
-    pipelines_file = "pipelines.toml"
     data_settings = {
         "audio_field": Key("", str, help="manifest column/field with the audio path ('' = audio, else path)"),
         "text_field": Key("text", str, help="manifest column/field with the transcript"),

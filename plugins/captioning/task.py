@@ -60,7 +60,6 @@ class ImageSource(SourceSide):
 class CaptioningTask(Task):
     kind = "one2n"
     primary_metric = "cider"
-    pipelines_file = "pipelines.toml"
     data_settings = {
         "image_field": Key("image", str, help="JSONL / CSV / hf: field holding the image path (or image)"),
         "captions_field": Key("captions", str, help="JSONL / hf: field holding the list of captions"),

@@ -24,7 +24,6 @@ TABLE_SUFFIXES = (".tsv", ".csv", ".jsonl")
 class SentimentTask(Task):
     kind = "n2one"
     primary_metric = "accuracy"
-    pipelines_file = "pipelines.toml"
     data_settings = {
         "text_column": Key("auto", str, help="column (or JSONL field) holding the text; auto: `text` or `sentence`"),
         "label_column": Key("label", str, help="column (or JSONL field) holding the label"),

@@ -45,7 +45,6 @@ def _is_file(path: Path) -> bool:
 class SummarizationTask(Task):
     kind = "n2m"
     primary_metric = "rougeL"
-    pipelines_file = "pipelines.toml"
     data_settings = {
         "source_field": Key("document", str, help="JSONL / hf: field holding the document"),
         "target_field": Key("summary", str, help="JSONL / hf: field holding the summary (a string or a list)"),
