@@ -5,9 +5,9 @@ Targets (issue 3), each trained within 20 minutes on a 2-core CPU:
   and the ablation bridge = last vs pool vs attention (attention pooling), same budget, one table.
 
 Full run (about 2 pipelines x 3 bridges x 20 min = 2 hours plus validation):
-  S2S_DATA_DIR=/work/shared/data python bench/sentiment.py --minutes 20 --threads 2
+  S2S_DATA_DIR=../shared/data python bench/sentiment.py --minutes 20 --threads 2
 Smoke test of the script itself (seconds per run):
-  S2S_DATA_DIR=/work/shared/data python bench/sentiment.py --minutes 0.1 --threads 1 --set train.max_epochs=1
+  S2S_DATA_DIR=../shared/data python bench/sentiment.py --minutes 0.1 --threads 1 --set train.max_epochs=1
 
 Each run is the real CLI (`s2s train NAME --max-minutes M --set model.bridge=B`, then `s2s evaluate --json`),
 so the budget is the trainer's own clock (updates and validations; wall time adds start-up and tokenizer).
