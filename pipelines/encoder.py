@@ -1,7 +1,6 @@
 """Front-end output -> RNN encoder states over packed sequences (padding never enters the RNN)."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 

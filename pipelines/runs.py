@@ -18,7 +18,7 @@ import torch
 from .checkpoint import load_weights, read_checkpoint
 from .errors import UserError
 from .model import Classifier, Seq2Seq
-from .registry import TaskEntry, discover_tasks, get_task_class
+from .registry import TaskEntry, get_task_class
 from .settings import Settings, resolve, schema_for
 from .task import SourceSide, TargetSide, Task
 

@@ -9,7 +9,6 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
 import torch
@@ -51,10 +50,6 @@ def peak_memory_mb() -> float:
     import resource   # Unix only; ru_maxrss is in KiB on Linux, bytes on macOS
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(rss / (2 ** 20 if sys.platform == "darwin" else 1024), 1)
-
-
-class Interrupted(Exception):
-    pass
 
 
 @contextmanager

@@ -1,7 +1,6 @@
 """Registry and settings: discovery, validation, and one-line errors for every user mistake."""
 from __future__ import annotations
 
-from importlib import metadata
 
 import pytest
 

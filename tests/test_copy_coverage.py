@@ -11,11 +11,9 @@ from pipelines import UserError
 from pipelines import copy as pointer
 from pipelines.decoder import Decoder, Memory
 from pipelines.encoder import TextEmbedding
-from pipelines.examples import add_copy, encode_split, make_batch
 from pipelines.model import Seq2Seq
 from pipelines.search import beam_search, coverage_penalty, greedy
 from pipelines.settings import CORE_SCHEMA
-from pipelines.task import TextSource, TextTarget
 from pipelines.tokenization import TextVocab
 from pipelines.training import coverage_loss, sequence_loss
 
