@@ -49,23 +49,8 @@ def build_model(task: Task, source: SourceSide, target: TargetSide, settings: Se
     model = settings["model"]
     frontend = source.frontend(model)
     if target.kind == "label":
-        net = Classifier(frontend, model, target.size)
-    else:
-        net = Seq2Seq(frontend, model, target.size, ctc=settings["train"]["ctc_weight"] > 0)
-    if model["embedding_init"] > 0:
-        init_embeddings(net, model["embedding_init"])
-    return net
-
-
-def init_embeddings(net: torch.nn.Module, std: float) -> None:
-    """Embeddings drawn from N(0, std) (padding row zero): PyTorch's N(0, 1) saturates the RNN gates
-    early in training, which is why OpenNMT-py and JoeyNMT start embeddings small."""
-    for module in net.modules():
-        if isinstance(module, torch.nn.Embedding):
-            torch.nn.init.normal_(module.weight, 0.0, std)
-            if module.padding_idx is not None:
-                with torch.no_grad():
-                    module.weight[module.padding_idx].zero_()
+        return Classifier(frontend, model, target.size)
+    return Seq2Seq(frontend, model, target.size, ctc=settings["train"]["ctc_weight"] > 0)
 
 
 @dataclass

@@ -52,7 +52,6 @@ CORE_SCHEMA: dict[str, dict[str, Key]] = {
         "attention": Key("general", str, ("none", "dot", "general", "additive")),
         "input_feeding": Key(False, bool, help="feed the attentional vector to the next decoder step (Luong)"),
         "tie_embeddings": Key(False, bool, help="share the decoder's input embedding and output layer"),
-        "embedding_init": Key(0.0, float, help="std of the normal initialisation of embeddings (0 = PyTorch's N(0, 1))"),
         "copy": Key(False, bool, help="pointer-generator copy attention over source tokens (text sources)"),
         "coverage": Key(False, bool, help="coverage vector fed to the attention, with a coverage loss"),
     },

@@ -158,13 +158,3 @@ def test_tokenizers_round_trip_exactly(kind):
         assert vocab.decode(ids) == text
     assert vocab.tokens([0, 1, 2, 3]) == ["<pad>", "<unk>", "<s>", "</s>"]
 
-
-
-def test_small_embedding_initialisation_keeps_padding_zero():
-    from pipelines.runs import init_embeddings
-    torch.manual_seed(0)
-    model = Seq2Seq(TextEmbedding(500, 64, 0.0), settings(), 500)
-    init_embeddings(model, 0.1)
-    for embedding in (model.encoder.frontend.embed, model.decoder.embed):
-        assert torch.all(embedding.weight[0] == 0)
-        assert embedding.weight[1:].std().item() == pytest.approx(0.1, rel=0.1)
