@@ -50,14 +50,22 @@ def info(name: str, overrides: tuple[str, ...]) -> None:
 @click.option("--max-minutes", type=float, default=0.0, help="training time budget (overrides train.max_minutes)")
 @click.option("--resume", type=click.Path(path_type=Path), help="continue the run in this folder exactly where it stopped")
 @click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--nproc", type=int, default=1, show_default=True,
+              help="data-parallel processes on this machine (one per GPU, or per CPU core); see also torchrun")
 def train(name: str | None, overrides: tuple[str, ...], out: Path | None, max_minutes: float,
-          resume: Path | None, quiet: bool) -> None:
+          resume: Path | None, quiet: bool, nproc: int) -> None:
     """Train pipeline NAME (or --resume RUN), with validation and checkpoints."""
     from pipelines import workflows
+    from pipelines.distributed import launched_rank
     if not name and resume is None:
         raise UserError("give a pipeline NAME to train, or --resume RUN (see `s2s list`)")
-    run, _ = workflows.train(name or "", overrides, out, resume, max_minutes, show_progress=not quiet, log=click.echo)
-    click.echo(f"next: s2s evaluate {run.folder}")
+    if nproc != 1:
+        folder = workflows.train_parallel(nproc, name or "", overrides, out, resume, max_minutes, not quiet)
+    else:
+        folder = workflows.train(name or "", overrides, out, resume, max_minutes, show_progress=not quiet,
+                                 log=click.echo)[0].folder
+    if launched_rank() == 0:   # under torchrun every process gets here
+        click.echo(f"next: s2s evaluate {folder}")
 
 
 @cli.command()

@@ -93,7 +93,7 @@ def phase_train(seconds: float, overrides: list[str], keep: str | None) -> dict:
         batch = make_batch(split, index, run.source, run.target)
         if steps == warmup:
             start, tokens, flops = time.perf_counter(), 0.0, 0.0
-        _, count = trainer._update(batch)
+        _, count = trainer._update([batch])
         tokens += count
         flops += training_flops(settings["model"], run.target.size, batch)
         steps += 1

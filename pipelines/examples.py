@@ -57,12 +57,14 @@ def add_copy(split: EncodedSplit, source: SourceSide, target: TargetSide) -> Non
 
 
 def make_batch(split: EncodedSplit, index: list[int], source: SourceSide, target: TargetSide,
-               bos: int = 2) -> dict[str, Tensor]:
-    """Padded tensors for the examples `index`: source, lengths, and target input/output (or labels)."""
+               bos: int = 2) -> dict[str, Any]:
+    """Padded tensors for the examples `index`: source, lengths, and target input/output (or labels);
+    `tokens` counts the targets the loss sums over (known here, so reading it never waits for a GPU)."""
     src, lengths = source.collate([split.sources[i] for i in index])
-    batch = {"source": src, "lengths": lengths}
+    batch: dict[str, Any] = {"source": src, "lengths": lengths}
     if target.kind == "label":
         batch["labels"] = torch.tensor([split.targets[i] for i in index], dtype=torch.long)
+        batch["tokens"] = len(index)
     else:
         targets = split.targets if split.copy_targets is None else split.copy_targets
         out = pad_ids([targets[i] for i in index])
@@ -70,4 +72,5 @@ def make_batch(split: EncodedSplit, index: list[int], source: SourceSide, target
             batch["copy_ids"], batch["extra_vocab"] = pointer.collate([split.copy_sources[i] for i in index])
         batch["target_in"] = torch.cat([torch.full((len(index), 1), bos, dtype=torch.long), out[:, :-1]], dim=1)
         batch["target_out"] = out
+        batch["tokens"] = sum(len(targets[i]) for i in index)
     return batch

@@ -9,6 +9,7 @@ import torch
 from . import copy as pointer
 from .batching import plan_eval_batches
 from .examples import EncodedSplit
+from .hardware import autocast
 from .search import Hypothesis, beam_search, greedy, max_lengths
 from .task import Scores
 from .tokenization import TextVocab
@@ -40,36 +41,39 @@ def predict_items(run, sources: list[Any], beam: int | None = None, n_best: int 
     if copy and raw_sources is None:
         raise ValueError("predict_items: a copy model needs raw_sources")
     results: list[Prediction | None] = [None] * len(sources)
-    for index in plan_eval_batches(lengths, search["batch_size"]):
-        src, src_len = run.source.collate([sources[i] for i in index])
-        if target.kind == "label":
-            probs = torch.softmax(model(src, src_len).float(), dim=-1)
-            for row, i in enumerate(index):
-                p = probs[row].tolist()
-                best = max(range(len(p)), key=p.__getitem__)
-                results[i] = Prediction(target.decode(best), p[best], [(target.decode(k), v) for k, v in enumerate(p)])
-            continue
-        memory = model.encode(src, src_len)
-        decode = target.decode
-        if copy:
-            extended = pointer.extend_sources(run.source, target, [raw_sources[i] for i in index],
-                                              [sources[i] for i in index])
-            memory.copy_ids, memory.extra_vocab = pointer.collate(extended)
-        limits = max_lengths(src_len, search["max_length_ratio"], search["max_length"])
-        rules = dict(min_length=search["min_length"], no_repeat_ngram=search["no_repeat_ngram"],
-                     coverage_beta=search["coverage_penalty"])
-        if beam <= 1:
-            hyps = [[h] for h in greedy(model, memory, limits, TextVocab.bos_id, TextVocab.eos_id, keep_attention,
-                                        **rules)]
-        else:
-            hyps = beam_search(model, memory, limits, TextVocab.bos_id, TextVocab.eos_id, beam,
-                               search["length_penalty"], n_best, **rules)
-        for row, i in enumerate(index):
+    with autocast(run.device, run.precision):   # the run's training precision (fp32 on the CPU)
+        for index in plan_eval_batches(lengths, search["batch_size"]):
+            src, src_len = run.source.collate([sources[i] for i in index])
+            src = src.to(run.device, non_blocking=True)   # lengths stay on the CPU
+            if target.kind == "label":
+                probs = torch.softmax(model(src, src_len).float(), dim=-1)
+                for row, i in enumerate(index):
+                    p = probs[row].tolist()
+                    best = max(range(len(p)), key=p.__getitem__)
+                    results[i] = Prediction(target.decode(best), p[best], [(target.decode(k), v) for k, v in enumerate(p)])
+                continue
+            memory = model.encode(src, src_len)
+            decode = target.decode
             if copy:
-                decode = lambda ids, oovs=extended[row].oovs: pointer.decode(target.vocab, ids, oovs)
-            best: Hypothesis = hyps[row][0]
-            results[i] = Prediction(decode(best.tokens), best.score,
-                                    [(decode(h.tokens), h.score) for h in hyps[row]], best.tokens, best.attention)
+                extended = pointer.extend_sources(run.source, target, [raw_sources[i] for i in index],
+                                                  [sources[i] for i in index])
+                copy_ids, memory.extra_vocab = pointer.collate(extended)
+                memory.copy_ids = copy_ids.to(run.device)
+            limits = max_lengths(src_len, search["max_length_ratio"], search["max_length"])
+            rules = dict(min_length=search["min_length"], no_repeat_ngram=search["no_repeat_ngram"],
+                         coverage_beta=search["coverage_penalty"])
+            if beam <= 1:
+                hyps = [[h] for h in greedy(model, memory, limits, TextVocab.bos_id, TextVocab.eos_id, keep_attention,
+                                            **rules)]
+            else:
+                hyps = beam_search(model, memory, limits, TextVocab.bos_id, TextVocab.eos_id, beam,
+                                   search["length_penalty"], n_best, **rules)
+            for row, i in enumerate(index):
+                if copy:
+                    decode = lambda ids, oovs=extended[row].oovs: pointer.decode(target.vocab, ids, oovs)
+                best: Hypothesis = hyps[row][0]
+                results[i] = Prediction(decode(best.tokens), best.score,
+                                        [(decode(h.tokens), h.score) for h in hyps[row]], best.tokens, best.attention)
     return results
 
 

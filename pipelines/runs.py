@@ -17,6 +17,7 @@ import torch
 
 from .checkpoint import load_weights, read_checkpoint
 from .errors import UserError
+from .hardware import pick_device, pick_precision
 from .model import Classifier, Seq2Seq
 from .registry import TaskEntry, get_task_class
 from .settings import Settings, resolve, schema_for
@@ -61,10 +62,22 @@ class Run:
     source: SourceSide
     target: TargetSide
     model: torch.nn.Module
+    precision: str = "fp32"   # autocast precision for training and decoding (see hardware.py)
 
     @property
     def checkpoints(self) -> Path:
         return self.folder / "checkpoints"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def place(self, local_rank: int = 0) -> None:
+        """Move the model to the device of `train.device` (GPU `local_rank` on a multi-GPU node) and pick
+        the precision of `train.precision` for it."""
+        device = pick_device(self.settings["train"]["device"], local_rank)
+        self.model.to(device)
+        self.precision = pick_precision(self.settings["train"]["precision"], device)
 
     @staticmethod
     def new_folder(settings: Settings, out: Path | None) -> Path:
@@ -87,8 +100,9 @@ class Run:
         return cls(folder, settings, task, source, target, build_model(task, source, target, settings))
 
     @classmethod
-    def open(cls, folder: Path, checkpoint: str = "best", tasks: dict[str, TaskEntry] | None = None) -> "Run":
-        """Everything `evaluate`, `predict` and `report` need, from the folder alone."""
+    def open(cls, folder: Path, checkpoint: str | None = "best", tasks: dict[str, TaskEntry] | None = None) -> "Run":
+        """Everything `evaluate`, `predict` and `report` need, from the folder alone. `checkpoint=None`:
+        the fresh model `create` built (same seed), for the other processes of a data-parallel run."""
         folder = Path(folder)
         config = folder / "config.toml"
         if not config.exists():
@@ -102,11 +116,15 @@ class Run:
         source, target = task.source_side(), task.target_side()
         source.load(folder)
         target.load(folder)
+        torch.manual_seed(settings["train"]["seed"])
         model = build_model(task, source, target, settings)
-        path = folder / "checkpoints" / f"{checkpoint}.safetensors"
-        if not path.exists() and checkpoint == "best":
-            path = folder / "checkpoints" / "last.safetensors"
-        tensors, _ = read_checkpoint(path)
-        load_weights(model, tensors)
-        model.eval()
-        return cls(folder, settings, task, source, target, model)
+        if checkpoint is not None:
+            path = folder / "checkpoints" / f"{checkpoint}.safetensors"
+            if not path.exists() and checkpoint == "best":
+                path = folder / "checkpoints" / "last.safetensors"
+            tensors, _ = read_checkpoint(path)
+            load_weights(model, tensors)
+            model.eval()
+        run = cls(folder, settings, task, source, target, model)
+        run.place()
+        return run

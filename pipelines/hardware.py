@@ -1,0 +1,59 @@
+"""Where and in what precision the model runs: device choice, autocast, the fp16 gradient scaler.
+
+`train.device = auto` takes the GPU when there is one. `train.precision` is fp32 unless asked:
+at the sizes of the shipped pipelines a GPU step is bound by kernel launches, not arithmetic,
+and autocast's extra cast kernels made bf16 slower than fp32 on an H100 (bench/gpu.py). bf16
+still halves activation memory; fp16 needs a gradient scaler (its range is too small for raw
+gradients), bf16 does not.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any, ContextManager
+
+import torch
+
+from .errors import UserError
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def pick_device(setting: str, local_rank: int = 0) -> torch.device:
+    """`auto`, `cpu` or `cuda` -> a device; with several processes on a node, GPU `local_rank`."""
+    if setting == "cpu" or (setting == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UserError("train.device = cuda but torch sees no GPU; use train.device = auto or cpu")
+    return torch.device("cuda", local_rank)
+
+
+def pick_precision(setting: str, device: torch.device) -> str:
+    """The precision to run in; fp16 only on a GPU."""
+    if setting == "fp16" and device.type != "cuda":
+        raise UserError("train.precision = fp16 needs a GPU (its gradient scaler is CUDA-only); "
+                        "use bf16 or fp32 on the CPU")
+    return setting
+
+
+def autocast(device: torch.device, precision: str) -> ContextManager[Any]:
+    """Mixed precision for the forward pass and loss (weights and optimizer stay fp32)."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=DTYPES[precision])
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """A real scaler for fp16; a disabled one (a no-op) otherwise, so the update code has one path."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Batch tensors on the model's device; `lengths` stays on the CPU, where packing wants it."""
+    if device.type == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) and k != "lengths" else v
+            for k, v in batch.items()}
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
