@@ -109,6 +109,16 @@ def launch(nproc: int, worker: Callable[..., Any], *args: Any) -> None:
         raise UserError(f"stopped by {err.sigval.name}") from None
 
 
+def lost_peers(err: BaseException) -> bool:
+    """Whether an exception means another process went away (a failed collective), not a bug here.
+    Gloo raises these from inside backward as plain RuntimeErrors, so the message is all there is."""
+    if isinstance(err, dist.DistError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and any(
+        mark in text for mark in ("gloo", "NCCL", "Connection reset", "Connection closed", "Broken pipe"))
+
+
 def step_batches(plan: Sequence[T], start: int, world: World, accumulate: int) -> list[T]:
     """This rank's micro-batches for the update whose first batch is plan[start]."""
     first = start + world.rank * accumulate

@@ -12,7 +12,7 @@ import math
 import signal
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -114,8 +114,10 @@ class Trainer:
         if getattr(self.decoder, "copy", False):
             add_copy(train, run.source, run.target)
             add_copy(valid, run.source, run.target)
-        # The forward pass of training goes through DDP when there are several processes: it
-        # all-reduces the gradients bucket by bucket while backward is still running.
+        # With several processes the training forward goes through DDP, which all-reduces gradients
+        # bucket by bucket while backward still runs. static_graph: which parameters get gradients is
+        # fixed per model, but not all are reached from forward's outputs (a classifier's unused
+        # bridge layers, the CTC head applied after forward), and DDP's default mode rejects that.
         self.net: torch.nn.Module = self.model
         if world.active:
             from torch.nn.parallel import DistributedDataParallel
@@ -184,12 +186,10 @@ class Trainer:
         scale = self.world.size / max(tokens, 1)   # DDP averages gradients over the ranks
         self.optimizer.zero_grad(set_to_none=True)
         summed = torch.zeros((), device=self.device)
-        for i, batch in enumerate(batches):
-            last = i == len(batches) - 1
-            with nullcontext() if last or not self.world.active else self.net.no_sync():
-                with autocast(self.device, self.precision):
-                    loss = self._loss(self.net, to_device(batch, self.device), self.cfg["label_smoothing"], ratio)
-                self.scaler.scale(loss * scale).backward()
+        for batch in batches:   # DDP's static graph cannot skip syncs (no_sync), so each micro-batch all-reduces
+            with autocast(self.device, self.precision):
+                loss = self._loss(self.net, to_device(batch, self.device), self.cfg["label_smoothing"], ratio)
+            self.scaler.scale(loss * scale).backward()
             summed += loss.detach().float()
         if self.cfg["clip_norm"] > 0:
             self.scaler.unscale_(self.optimizer)

@@ -5,6 +5,7 @@ import json
 import sys
 import time
 import tomllib
+import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -136,10 +137,12 @@ def _worker(name: str, overrides: Sequence[str], out: Path | None, resume: Path 
         if distributed.launched_rank() == 0:
             print(f"error (process 0): {err}", file=sys.stderr, flush=True)
         sys.exit(2)
-    except torch.distributed.DistError as err:   # a peer died or timed out: one line, not a traceback
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"error (process {distributed.launched_rank()}): lost the other processes ({reason})",
-              file=sys.stderr, flush=True)
+    except Exception as err:
+        if not distributed.lost_peers(err):   # a bug, not bad input: the launcher would swallow the traceback
+            traceback.print_exc()
+            sys.exit(1)
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        print(f"(process {distributed.launched_rank()} lost the other processes: {reason})", file=sys.stderr, flush=True)
         sys.exit(3)
 
 

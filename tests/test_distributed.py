@@ -66,6 +66,24 @@ def test_two_processes_make_the_updates_of_one_accumulating_two(tmp_path, tiny_r
         assert x["valid_loss"] == pytest.approx(y["valid_loss"], rel=1e-5)
 
 
+def test_accumulation_splits_the_same_way_for_any_number_of_processes(tmp_path, tiny_registry):
+    """2 processes x 2 accumulated batches = 1 process x 4; a classifier (N->1) trains the same way."""
+    env = tiny_registry(steps=4, eval_every=4)
+    exact = ["--set", "model.dropout=0", "--quiet"]
+    one = run_cli("train", "tiny-mt", "--out", str(tmp_path / "one"), "--set", "train.accumulate=4", *exact, env=env)
+    two = run_cli("train", "tiny-mt", "--out", str(tmp_path / "two"), "--set", "train.accumulate=2", "--nproc", "2",
+                  *exact, env=env)
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr, two.stderr)
+    a, b = (weights(tmp_path / r / "checkpoints" / "last.safetensors") for r in ("one", "two"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+    sentiment = run_cli("train", "sentiment-demo", "--nproc", "2", "--out", str(tmp_path / "s"), "--quiet",
+                        "--set", "train.max_steps=2", "--set", "data.max_examples=200", "--set", "model.bridge=linear",
+                        env={"S2S_REGISTRY": ""})
+    assert sentiment.returncode == 0, sentiment.stderr
+    assert checkpoint_step(tmp_path / "s" / "checkpoints" / "last.safetensors") == 2
+
+
 def test_killed_two_process_run_resumes_exactly(tmp_path, tiny_registry):
     env = tiny_registry(steps=24, eval_every=8, save_every=2)   # dropout on: each rank's RNG must come back
     args = ("train", "tiny-mt", "--nproc", "2", "--quiet")
