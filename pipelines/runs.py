@@ -18,7 +18,7 @@ import torch
 from .checkpoint import load_weights, read_checkpoint
 from .errors import UserError
 from .hardware import pick_device, pick_precision
-from .model import Classifier, Seq2Seq
+from .model import Classifier, Seq2Seq, init_uniform
 from .registry import TaskEntry, get_task_class
 from .settings import Settings, resolve, schema_for
 from .task import SourceSide, TargetSide, Task
@@ -50,8 +50,12 @@ def build_model(task: Task, source: SourceSide, target: TargetSide, settings: Se
     model = settings["model"]
     frontend = source.frontend(model)
     if target.kind == "label":
-        return Classifier(frontend, model, target.size)
-    return Seq2Seq(frontend, model, target.size, ctc=settings["train"]["ctc_weight"] > 0)
+        net = Classifier(frontend, model, target.size)
+    else:
+        net = Seq2Seq(frontend, model, target.size, ctc=settings["train"]["ctc_weight"] > 0)
+    if model["param_init"] > 0:
+        init_uniform(net, model["param_init"])
+    return net
 
 
 @dataclass

@@ -52,6 +52,8 @@ CORE_SCHEMA: dict[str, dict[str, Key]] = {
         "attention": Key("general", str, ("none", "dot", "general", "additive")),
         "input_feeding": Key(False, bool, help="feed the attentional vector to the next decoder step (Luong)"),
         "tie_embeddings": Key(False, bool, help="share the decoder's input embedding and output layer"),
+        "param_init": Key(0.0, float, help="draw embedding, linear and RNN weights from U(-x, x), as OpenNMT-py "
+                                           "(0 = PyTorch's defaults: embeddings N(0, 1))"),
         "copy": Key(False, bool, help="pointer-generator copy attention over source tokens (text sources)"),
         "coverage": Key(False, bool, help="coverage vector fed to the attention, with a coverage loss"),
     },

@@ -158,3 +158,31 @@ def test_tokenizers_round_trip_exactly(kind):
         assert vocab.decode(ids) == text
     assert vocab.tokens([0, 1, 2, 3]) == ["<pad>", "<unk>", "<s>", "</s>"]
 
+
+
+def test_uniform_initialisation_bounds_weights_and_keeps_padding_and_zero_parameters():
+    from pipelines.model import init_uniform
+    torch.manual_seed(0)
+    model = Seq2Seq(TextEmbedding(500, 64, 0.0), settings(coverage=True), 500)
+    init_uniform(model, 0.1)
+    for embedding in (model.encoder.frontend.embed, model.decoder.embed):
+        assert torch.all(embedding.weight[0] == 0)
+        assert embedding.weight[1:].abs().max().item() <= 0.1
+    for name, weight in model.named_parameters():
+        assert weight.abs().max().item() <= 0.1, name
+    assert model.decoder.attention.coverage_scale.item() == 0.0   # zero by design, left alone
+
+
+def test_uniform_initialisation_leaves_a_non_text_frontend_alone():
+    from pipelines.model import init_uniform
+
+    class Frames(torch.nn.Module):   # stands in for a pretrained CNN or an audio front-end
+        def __init__(self):
+            super().__init__()
+            self.proj, self.output_size = torch.nn.Linear(5, 12), 12
+
+    model = Seq2Seq(Frames(), settings(), 20)
+    before = model.encoder.frontend.proj.weight.clone()
+    init_uniform(model, 0.01)
+    assert torch.equal(model.encoder.frontend.proj.weight, before)
+    assert model.decoder.combine.weight.abs().max().item() <= 0.01
