@@ -2,17 +2,17 @@
 batches, a killed 2-process run resumes exactly, and bad launches fail with one clear line."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 from conftest import DATA, REPO, assert_user_error, run_cli
-from test_training import checkpoint_step, weights
+from test_training import checkpoint_step, wait_for_checkpoint, weights
 
 pytestmark = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="2-process tests need 2 CPU cores")
 
@@ -22,17 +22,6 @@ def start(env: dict, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "from cli import main; main()", *args], cwd=REPO,
                             env={**os.environ, **env, "S2S_DATA_DIR": str(DATA), "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def wait_for_step(path, min_step: int, proc: subprocess.Popen, timeout: float = 180) -> int:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        step = checkpoint_step(path) if path.exists() else -1
-        if step >= min_step:
-            return step
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.01)
-    raise AssertionError("no checkpoint written in time")
 
 
 def worker_pids(launcher: int) -> list[int]:
@@ -59,7 +48,6 @@ def test_two_processes_make_the_updates_of_one_accumulating_two(tmp_path, tiny_r
     assert any(not torch.equal(moved[k], b[k]) for k in b if k.startswith("model/"))   # 6 updates changed them
     # validation metrics were gathered from both ranks: identical to the single process's
     lines = lambda r: (tmp_path / r / "metrics.jsonl").read_text().splitlines()
-    import json
     for x, y in zip(lines("one"), lines("two")):
         x, y = json.loads(x), json.loads(y)
         assert x["step"] == y["step"] and x["valid_bleu"] == pytest.approx(y["valid_bleu"], abs=1e-6)
@@ -92,7 +80,7 @@ def test_killed_two_process_run_resumes_exactly(tmp_path, tiny_registry):
 
     proc = start(env, *args, "--out", str(tmp_path / "b"))
     last = tmp_path / "b" / "checkpoints" / "last.safetensors"
-    killed_at = wait_for_step(last, 3, proc)
+    killed_at = wait_for_checkpoint(tmp_path / "b", 3, proc, timeout=180)
     os.killpg(proc.pid, signal.SIGKILL)   # the launcher and both workers, at once
     proc.wait()
     assert killed_at < 24
@@ -109,7 +97,7 @@ def test_a_dying_process_stops_the_others_and_keeps_the_checkpoint(tmp_path, tin
     proc = start(env, "train", "tiny-mt", "--nproc", "2", "--quiet", "--out", str(tmp_path / "r"),
                  "--set", "train.max_epochs=100000", "--set", "train.dist_timeout=30")
     last = tmp_path / "r" / "checkpoints" / "last.safetensors"
-    wait_for_step(last, 4, proc)
+    wait_for_checkpoint(tmp_path / "r", 4, proc, timeout=180)
     os.kill(worker_pids(proc.pid)[-1], signal.SIGKILL)
     try:
         out, err = proc.communicate(timeout=60)   # no hang: the launcher stops the survivor
