@@ -43,18 +43,24 @@ def require_text(source: SourceSide, target: TargetSide) -> tuple[TextVocab, Tex
 
 
 def _unknown_pieces(vocab: TextVocab, texts: Sequence[str]) -> list[dict[int, str]]:
-    """Per text, {position: token string} for the positions the tokenizer maps to <unk>.
+    """Per text, {position: token string} for the positions that are <unk> in the vocabulary.
 
-    The string is the source text under the token's offsets, normalized like the tokenizer
-    does (e.g. lowercased), with a leading space written as the "▁" word mark (and the
-    first token marked, as Metaspace prepends one), so it decodes like a vocabulary token.
+    A piece the tokenizer knows but this side's vocabulary drops (a joint tokenizer restricted
+    to one side's types) is its token string. A piece the tokenizer itself cannot name is the
+    source text under the token's offsets, normalized like the tokenizer does (e.g. lowercased),
+    with a leading space written as the "▁" word mark (and the first token marked, as Metaspace
+    prepends one), so it decodes like a vocabulary token.
     """
     out: list[dict[int, str]] = []
     normalizer = vocab.tokenizer.normalizer
     for text, enc in zip(texts, vocab.tokenizer.encode_batch(list(texts), add_special_tokens=False)):
         pieces: dict[int, str] = {}
-        for i, (token_id, (start, end)) in enumerate(zip(enc.ids, enc.offsets)):
+        model_ids = vocab.model_ids(enc.ids)
+        for i, (token_id, model_id, (start, end)) in enumerate(zip(enc.ids, model_ids, enc.offsets)):
+            if model_id != vocab.unk_id:
+                continue
             if token_id != vocab.unk_id:
+                pieces[i] = vocab.tokenizer.id_to_token(token_id)
                 continue
             surface = text[start:end]
             body = surface.lstrip()
@@ -71,18 +77,18 @@ def extend_sources(source: SourceSide, target: TargetSide, texts: Sequence[str],
     src, tgt = require_text(source, target)
     size = len(tgt)
     unknown = _unknown_pieces(src, texts)
-    same = src.tokenizer.get_vocab() == tgt.tokenizer.get_vocab() if src is not tgt else True
+    same = src.same_ids(tgt)
     result = []
     for ids, pieces in zip(items, unknown):
         oov_index: dict[str, int] = {}
         out = []
         for i, token_id in enumerate(ids):
             if token_id != src.unk_id:
-                mapped = token_id if same else tgt.tokenizer.token_to_id(src.tokenizer.id_to_token(token_id))
+                mapped = token_id if same else tgt.token_to_id(src.id_to_token(token_id))
                 if mapped is not None and mapped != tgt.unk_id:
                     out.append(mapped)
                     continue
-                piece = src.tokenizer.id_to_token(token_id)
+                piece = src.id_to_token(token_id)
             else:
                 piece = pieces.get(i)
                 if piece is None:          # an empty source encoded as a lone <unk>
@@ -128,7 +134,7 @@ def decode(vocab: TextVocab, ids: Sequence[int], oovs: Sequence[str]) -> str:
             if i - size < len(oovs):
                 pieces.append(oovs[i - size])
         elif i not in specials:
-            pieces.append(vocab.tokenizer.id_to_token(i))
+            pieces.append(vocab.id_to_token(i))
     return vocab.tokenizer.decoder.decode(pieces) if vocab.tokenizer.decoder is not None else "".join(pieces)
 
 

@@ -145,18 +145,24 @@ def beam_search(model, memory: Memory, limits: Tensor, bos: int, eos: int, beam:
         live = len(ids)
         base = (torch.arange(live, device=device) * beam).unsqueeze(1)
         logits, state, feed, weights = decoder.step(sequences[:, -1], state, feed, memory)
-        logp = _no_unk(decoder, torch.log_softmax(logits.float(), dim=-1))
+        logits = logits.float()
+        normaliser = logits.logsumexp(dim=-1, keepdim=True)      # log-softmax without writing it out
+        logits = _no_unk(decoder, logits)
         if min_length or no_repeat_ngram:
             history = sequences[:, 1:].tolist() if no_repeat_ngram else None
-            logp = constrain(logp, t, history, eos, min_length, no_repeat_ngram)
+            logits = constrain(logits, t, history, eos, min_length, no_repeat_ngram)
         if coverage_beta:
             _attention_needed(weights, coverage_beta)
             attention_sum = attention_sum + weights.squeeze(1).float()
         cover = coverage_penalty(attention_sum, memory.mask, coverage_beta).tolist() if coverage_beta else None
-        vocab = logp.size(-1)
-        candidates = (scores.unsqueeze(-1) + logp.view(live, beam, vocab)).view(live, -1)
+        # The best 2K of a sentence's K x V continuations are among each hypothesis's own best 2K,
+        # so only K x 2K candidates per sentence are scored and ranked.
+        width = min(2 * beam, logits.size(-1))
+        row_logits, row_tokens = logits.topk(width, dim=-1)
+        candidates = (scores.unsqueeze(-1) + (row_logits - normaliser).view(live, beam, width)).view(live, -1)
         top_scores, top_index = candidates.topk(min(2 * beam, candidates.size(1)), dim=1)
-        origin, token = top_index // vocab, top_index % vocab
+        origin = top_index // width
+        token = row_tokens.view(live, -1).gather(1, top_index)
         length = t + 1
         norm = length_penalty(length, alpha)
         is_eos = (token == eos) & torch.isfinite(top_scores)

@@ -32,7 +32,7 @@ CORE_SCHEMA: dict[str, dict[str, Key]] = {
         "test": Key("", str, help="test data"),
         "tokenizer": Key("bpe", str, ("bpe", "char", "word"), "how text is split into tokens"),
         "vocab_size": Key(8000, int, help="BPE/word vocabulary size (per side, or joint)"),
-        "joint_vocab": Key(False, bool, help="one tokenizer trained on source and target text"),
+        "joint_vocab": Key(False, bool, help="one tokenizer trained on source and target text; each side keeps the types its training text uses"),
         "lowercase": Key(False, bool, help="lowercase text before tokenizing"),
         "max_length": Key(100, int, help="training pairs longer than this (tokens, either side) are skipped"),
         "max_examples": Key(0, int, help="use only the first N training examples (0 = all)"),

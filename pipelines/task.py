@@ -85,16 +85,34 @@ def _vocab_file(data: dict, side: str) -> str:
     return "tokenizer.json" if data["joint_vocab"] else f"{side}_tokenizer.json"
 
 
+def _types_file(side: str) -> str:
+    """With a joint tokenizer: the tokenizer ids this side's vocabulary keeps (see TextVocab)."""
+    return f"{side}_types.json"
+
+
 def _fit_vocab(data: dict, side: str, train: datasets.Dataset, run_dir: Path) -> TextVocab:
-    """Train (or, for a joint vocabulary already trained by the other side, load) a tokenizer."""
+    """Train a side's tokenizer; a joint one is trained once on both sides (the other side may have
+    done it already) and then restricted to the types this side's training text uses."""
     path = run_dir / _vocab_file(data, side)
     if path.exists():
-        return TextVocab.load(path)
-    columns = ["source", "target"] if data["joint_vocab"] else [side]
-    texts = (row[c] for row in train for c in columns)
-    vocab = TextVocab.train(texts, data["tokenizer"], data["vocab_size"], data["lowercase"])
-    vocab.save(path)
+        vocab = TextVocab.load(path)
+    else:
+        columns = ["source", "target"] if data["joint_vocab"] else [side]
+        texts = (row[c] for row in train for c in columns)
+        vocab = TextVocab.train(texts, data["tokenizer"], data["vocab_size"], data["lowercase"])
+        vocab.save(path)
+    if not data["joint_vocab"]:
+        return vocab
+    vocab = vocab.restrict(list(train[side]))
+    (run_dir / _types_file(side)).write_text(json.dumps(vocab.keep) + "\n", encoding="utf-8")
     return vocab
+
+
+def _load_vocab(data: dict, side: str, run_dir: Path) -> TextVocab:
+    """A side's saved vocabulary (runs made before per-side types keep the whole joint tokenizer)."""
+    types = run_dir / _types_file(side)
+    keep = json.loads(types.read_text(encoding="utf-8")) if data["joint_vocab"] and types.exists() else None
+    return TextVocab.load(run_dir / _vocab_file(data, side), keep)
 
 
 class TextSource(SourceSide):
@@ -108,7 +126,7 @@ class TextSource(SourceSide):
         self.vocab = _fit_vocab(self.data, "source", train, run_dir)
 
     def load(self, run_dir: Path) -> None:
-        self.vocab = TextVocab.load(run_dir / _vocab_file(self.data, "source"))
+        self.vocab = _load_vocab(self.data, "source", run_dir)
 
     def encode(self, sources: Sequence[str]) -> list[list[int]]:
         return [ids or [self.vocab.unk_id] for ids in self.vocab.encode(sources)]
@@ -133,7 +151,7 @@ class TextTarget(TargetSide):
         self.vocab = _fit_vocab(self.data, "target", train, run_dir)
 
     def load(self, run_dir: Path) -> None:
-        self.vocab = TextVocab.load(run_dir / _vocab_file(self.data, "target"))
+        self.vocab = _load_vocab(self.data, "target", run_dir)
 
     @property
     def size(self) -> int:

@@ -40,32 +40,73 @@ def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, lowercase:
 
 
 class TextVocab:
-    """A trained tokenizer with the special ids the engine needs."""
+    """A trained tokenizer with the special ids the engine needs.
+
+    With `keep` (tokenizer ids, the four specials first), the model sees only those types, renumbered
+    0..len(keep)-1, and every other piece reads as <unk>: a joint tokenizer then gives each side an
+    embedding and output layer over the types that side's training text uses, as OpenNMT-py builds
+    per-side vocabularies from one SentencePiece model (on Multi30k de-en, 8k joint pieces leave
+    about 5.5k source and 4.4k target types, so the output layer shrinks by almost half).
+    """
 
     pad_id, unk_id, bos_id, eos_id = 0, 1, 2, 3
 
-    def __init__(self, tokenizer: Tokenizer):
+    def __init__(self, tokenizer: Tokenizer, keep: Sequence[int] | None = None):
         self.tokenizer = tokenizer
+        self.keep = list(keep) if keep is not None else None
+        if self.keep is not None:
+            if self.keep[:4] != [0, 1, 2, 3]:
+                raise ValueError("TextVocab: `keep` must start with the special ids 0, 1, 2, 3")
+            self._to_model = [self.unk_id] * tokenizer.get_vocab_size()
+            for model_id, token_id in enumerate(self.keep):
+                self._to_model[token_id] = model_id
 
     @classmethod
     def train(cls, texts: Iterable[str], kind: str, vocab_size: int, lowercase: bool) -> "TextVocab":
         return cls(train_tokenizer(texts, kind, vocab_size, lowercase))
 
     @classmethod
-    def load(cls, path: Path) -> "TextVocab":
-        return cls(Tokenizer.from_file(str(path)))
+    def load(cls, path: Path, keep: Sequence[int] | None = None) -> "TextVocab":
+        return cls(Tokenizer.from_file(str(path)), keep)
 
     def save(self, path: Path) -> None:
         self.tokenizer.save(str(path))
 
+    def restrict(self, texts: Sequence[str]) -> "TextVocab":
+        """The same tokenizer keeping only the specials and the types that occur in `texts`."""
+        used = {i for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False) for i in e.ids}
+        return TextVocab(self.tokenizer, [0, 1, 2, 3] + sorted(used - {0, 1, 2, 3}))
+
     def __len__(self) -> int:
-        return self.tokenizer.get_vocab_size()
+        return len(self.keep) if self.keep is not None else self.tokenizer.get_vocab_size()
+
+    def model_ids(self, token_ids: Sequence[int]) -> list[int]:
+        """Tokenizer ids -> the model's ids (the identity without `keep`)."""
+        if self.keep is None:
+            return list(token_ids)
+        lookup = self._to_model
+        return [lookup[i] for i in token_ids]
+
+    def id_to_token(self, model_id: int) -> str | None:
+        """The token string of a model id; None beyond the vocabulary (a copy model's temporary ids)."""
+        if self.keep is not None:
+            return self.tokenizer.id_to_token(self.keep[model_id]) if model_id < len(self.keep) else None
+        return self.tokenizer.id_to_token(model_id)
+
+    def token_to_id(self, token: str) -> int | None:
+        """The model id of a token string; None if the tokenizer lacks it, <unk> if this side drops it."""
+        token_id = self.tokenizer.token_to_id(token)
+        return None if token_id is None else self.model_ids([token_id])[0]
+
+    def same_ids(self, other: "TextVocab") -> bool:
+        """Whether a model id means the same token in both vocabularies."""
+        return self is other or (self.keep == other.keep and self.tokenizer.get_vocab() == other.tokenizer.get_vocab())
 
     def encode(self, texts: Sequence[str], add_eos: bool = False) -> list[list[int]]:
         """Token ids for many texts at once (the Rust tokenizer runs them in parallel)."""
         encoded = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
         tail = [self.eos_id] if add_eos else []
-        return [e.ids + tail for e in encoded]
+        return [self.model_ids(e.ids) + tail for e in encoded]
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text for ids, stopping at the first end-of-sequence."""
@@ -74,7 +115,9 @@ class TextVocab:
             if i == self.eos_id:
                 break
             out.append(int(i))
+        if self.keep is not None:
+            out = [self.keep[i] for i in out]
         return self.tokenizer.decode(out, skip_special_tokens=True)
 
     def tokens(self, ids: Sequence[int]) -> list[str]:
-        return [self.tokenizer.id_to_token(int(i)) for i in ids]
+        return [self.id_to_token(int(i)) for i in ids]

@@ -29,6 +29,7 @@ from . import copy as pointer
 from .examples import EncodedSplit, add_copy, make_batch
 from .hardware import autocast, grad_scaler, to_device
 from .inference import predict_items
+from .memory import cap_heap_growth
 from .runs import Run
 from .schedules import teacher_forcing_ratio
 from .tokenization import TextVocab
@@ -104,6 +105,7 @@ class Trainer:
         self.run, self.train_data, self.valid_data, self.world = run, train, valid, world
         self.cfg = run.settings["train"]
         self.show_progress = show_progress and world.main
+        cap_heap_growth()
         if self.cfg["threads"]:
             torch.set_num_threads(self.cfg["threads"])
         if self.cfg["accumulate"] < 1:

@@ -69,6 +69,19 @@ def test_separate_vocabularies_are_matched_by_token_string():
     assert ext.oovs == ["▁hund"] and ext.ids == [len(tgt), tgt.tokenizer.token_to_id("▁apple")]
 
 
+def test_a_piece_the_target_side_drops_is_copied_by_its_token_string():
+    """A joint tokenizer restricted per side: a source word the target vocabulary lacks becomes a copyable
+    OOV, and a target that uses it learns to copy it."""
+    joint = TextVocab.train(["der hund schläft", "the dog sleeps", "hund dog"], "word", 100, False)
+    src, tgt = joint.restrict(["der hund schläft", "hund"]), joint.restrict(["the dog sleeps", "dog"])
+    assert tgt.token_to_id("▁hund") == tgt.unk_id and not src.same_ids(tgt)
+    [ext] = pointer.extend_sources(Sides(src), Sides(tgt), ["der hund"], src.encode(["der hund"]))
+    assert ext.oovs == ["▁der", "▁hund"] and ext.ids == [len(tgt), len(tgt) + 1]
+    [gold] = pointer.extend_targets(Sides(tgt), ["hund sleeps"], tgt.encode(["hund sleeps"], add_eos=True), [ext])
+    assert gold == [len(tgt) + 1, tgt.token_to_id("▁sleeps"), tgt.eos_id]
+    assert pointer.decode(tgt, gold, ext.oovs) == "hund sleeps"
+
+
 def test_copy_needs_text_on_both_sides():
     class Images:
         pass

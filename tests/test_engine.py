@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 
+import datasets
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ from pipelines.encoder import TextEmbedding
 from pipelines.model import Classifier, Seq2Seq
 from pipelines.schedules import teacher_forcing_ratio
 from pipelines.settings import CORE_SCHEMA
+from pipelines.task import TextSource, TextTarget
 from pipelines.tokenization import TextVocab
 from pipelines.training import sequence_loss
 
@@ -146,6 +148,33 @@ def test_batches_respect_token_budget_and_are_reproducible():
     assert all(max(max(src[i], tgt[i]) for i in b) * len(b) <= 100 for b in plan)
     assert plan == plan_batches(src, tgt, 100, seed=1, epoch=0)
     assert plan != plan_batches(src, tgt, 100, seed=1, epoch=1)
+
+
+def test_a_joint_tokenizer_keeps_each_sides_own_types(tmp_path, data_root):
+    """One BPE model for both languages, but each side's vocabulary holds only the types its training
+    text uses (OpenNMT-py's per-side vocabularies): smaller output layer, same text after decoding."""
+    folder = data_root / "translation" / "multi30k"
+    de = (folder / "train.de").read_text(encoding="utf-8").splitlines()[:2000]
+    en = (folder / "train.en").read_text(encoding="utf-8").splitlines()[:2000]
+    train = datasets.Dataset.from_dict({"source": de, "target": en})
+    data = {"joint_vocab": True, "tokenizer": "bpe", "vocab_size": 3000, "lowercase": False}
+    settings = {"data": data}
+    source, target = TextSource(settings), TextTarget(settings)
+    source.fit(train, tmp_path)
+    target.fit(train, tmp_path)
+    joint = source.vocab.tokenizer.get_vocab_size()
+    assert len(source.vocab) < joint and len(target.vocab) < joint
+    assert source.vocab.tokens([0, 1, 2, 3]) == target.vocab.tokens([0, 1, 2, 3]) == ["<pad>", "<unk>", "<s>", "</s>"]
+    ids = target.encode(en[:50])
+    assert max(max(x) for x in ids) < len(target.vocab) and all(target.vocab.unk_id not in x for x in ids)
+    assert [target.decode(x) for x in ids] == en[:50]
+    # A German-only piece is <unk> on the English side, and a reload gives the same ids.
+    german = next(t for t in source.vocab.tokens(range(4, len(source.vocab))) if target.vocab.token_to_id(t) == 1)
+    assert target.vocab.token_to_id(german) == target.vocab.unk_id
+    again_source, again_target = TextSource(settings), TextTarget(settings)
+    again_source.load(tmp_path)
+    again_target.load(tmp_path)
+    assert again_target.encode(en[:50]) == ids and again_source.encode(de[:50]) == source.encode(de[:50])
 
 
 @pytest.mark.parametrize("kind", ["bpe", "word", "char"])
