@@ -11,6 +11,7 @@ from typing import Iterable, Sequence
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
+ENCODE_CHUNK = 2048
 SPECIALS = [PAD, UNK, BOS, EOS]
 
 
@@ -74,7 +75,7 @@ class TextVocab:
 
     def restrict(self, texts: Sequence[str]) -> "TextVocab":
         """The same tokenizer keeping only the specials and the types that occur in `texts`."""
-        used = {i for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False) for i in e.ids}
+        used = {i for ids in TextVocab(self.tokenizer).encode(texts) for i in ids}
         return TextVocab(self.tokenizer, [0, 1, 2, 3] + sorted(used - {0, 1, 2, 3}))
 
     def __len__(self) -> int:
@@ -103,10 +104,18 @@ class TextVocab:
         return self is other or (self.keep == other.keep and self.tokenizer.get_vocab() == other.tokenizer.get_vocab())
 
     def encode(self, texts: Sequence[str], add_eos: bool = False) -> list[list[int]]:
-        """Token ids for many texts at once (the Rust tokenizer runs them in parallel)."""
-        encoded = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        """Token ids for many texts, a chunk at a time (the Rust tokenizer runs each chunk in parallel).
+
+        Chunks bound the peak memory: each Encoding carries token strings, offsets and masks that
+        are thrown away here (without chunks, encoding Multi30k's training side held ~100 MB at once).
+        """
+        texts = list(texts)
         tail = [self.eos_id] if add_eos else []
-        return [self.model_ids(e.ids) + tail for e in encoded]
+        out: list[list[int]] = []
+        for start in range(0, len(texts), ENCODE_CHUNK):
+            encoded = self.tokenizer.encode_batch_fast(texts[start: start + ENCODE_CHUNK], add_special_tokens=False)
+            out.extend(self.model_ids(e.ids) + tail for e in encoded)
+        return out
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text for ids, stopping at the first end-of-sequence."""
