@@ -11,8 +11,8 @@ from typing import Iterable, Sequence
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
-ENCODE_CHUNK = 2048
 SPECIALS = [PAD, UNK, BOS, EOS]
+ENCODE_CHUNK = 2048   # texts per encode_batch call: bounds the Encoding objects held at once
 
 
 def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, lowercase: bool) -> Tokenizer:
