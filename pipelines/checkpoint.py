@@ -41,9 +41,12 @@ def rng_states() -> dict[str, Any]:
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    state: dict[str, Any], ranks_rng: list[dict[str, Any]] | None = None) -> None:
-    """Write atomically: tmp file, fsync, rename, fsync the folder. `ranks_rng`: each rank's `rng_states()`."""
+                    state: dict[str, Any], ranks_rng: list[dict[str, Any]] | None = None,
+                    extra: dict[str, torch.Tensor] | None = None) -> None:
+    """Write atomically: tmp file, fsync, rename, fsync the folder. `ranks_rng`: each rank's `rng_states()`;
+    `extra`: more named tensors (the weight average)."""
     tensors = {f"model/{k}": v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    tensors.update(extra or {})
     meta: dict[str, Any] = {"state": state}
     if optimizer is not None:
         optim_tensors, meta["optimizer"] = _optimizer_tensors(optimizer)

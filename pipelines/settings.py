@@ -69,6 +69,8 @@ CORE_SCHEMA: dict[str, dict[str, Key]] = {
         "min_lr": Key(1e-5, float),
         "clip_norm": Key(5.0, float, help="gradient-norm clipping (0 = off)"),
         "label_smoothing": Key(0.0, float),
+        "ema": Key(0.0, float, help="decay of an exponential moving average of the weights, validated and saved as "
+                                    "`best` (e.g. 0.999; 0 = off)"),
         "teacher_forcing": Key(1.0, float, help="probability of feeding the gold token (at the start of training)"),
         "schedule": Key("constant", str, ("constant", "linear", "exponential", "inverse_sigmoid"),
                         "scheduled-sampling decay of the teacher-forcing ratio"),

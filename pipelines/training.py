@@ -12,7 +12,7 @@ import math
 import signal
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .averaging import WeightAverage
 from .batching import plan_batches
 from .checkpoint import load_weights, read_checkpoint, restore_training, rng_states, save_checkpoint
 from .ctc import joint_loss
@@ -132,6 +133,9 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode=mode, factor=self.cfg["lr_factor"], patience=self.cfg["lr_patience"],
             min_lr=self.cfg["min_lr"])
+        if not 0.0 <= self.cfg["ema"] < 1.0:
+            raise UserError(f"train.ema = {self.cfg['ema']}: must be in [0, 1), e.g. 0.999 (0 = off)")
+        self.average = WeightAverage(self.model, self.cfg["ema"]) if self.cfg["ema"] else None
         self.progress = Progress()
         self.metrics_log = run.folder / "metrics.jsonl"
 
@@ -144,13 +148,16 @@ class Trainer:
         """Every rank hands its RNG states to rank 0, which writes the file (all ranks must call this)."""
         states = gather([rng_states()], self.world)
         if self.world.main:
+            average = self.average.tensors() if self.average and name == "last" else None
             save_checkpoint(self.run.checkpoints / f"{name}.safetensors", self.model, self.optimizer, self._state(),
-                            [part[0] for part in states])
+                            [part[0] for part in states], average)
 
     def resume(self) -> None:
         """Continue exactly where the `last` checkpoint left off (with the same number of processes)."""
         tensors, meta = read_checkpoint(self.run.checkpoints / "last.safetensors")
         load_weights(self.model, tensors)
+        if self.average:
+            self.average.load(tensors)
         if not restore_training(self.optimizer, tensors, meta, self.world.rank):
             torch.manual_seed(self.cfg["seed"] * 1000 + self.world.rank)
         self.scheduler.load_state_dict(meta["state"]["scheduler"])
@@ -240,7 +247,12 @@ class Trainer:
 
     def validate(self, train_loss: float) -> dict[str, Any]:
         """Loss and the task's metrics on the validation split; LR schedule, best checkpoint, early stopping.
-        With several processes the ranks' results are combined, and rank 0's metric decides for all."""
+        With several processes the ranks' results are combined, and rank 0's metric decides for all.
+        With `train.ema` the averaged weights are the ones validated and saved as `best`."""
+        with self.average.applied() if self.average else nullcontext():
+            return self._validate(train_loss)
+
+    def _validate(self, train_loss: float) -> dict[str, Any]:
         rng = torch.get_rng_state()
         started = time.perf_counter()
         loss = self.validation_loss()
@@ -303,6 +315,8 @@ class Trainer:
                                for index in step_batches(plan, p.batch_in_epoch, world, cfg["accumulate"])]
                     loss, count = self._update(batches)
                     p.step += 1
+                    if self.average:
+                        self.average.update(p.step)
                     p.batch_in_epoch += group
                     p.target_tokens += count
                     p.elapsed += time.perf_counter() - started

@@ -83,6 +83,7 @@ batch_tokens = 400
 max_steps = {steps}
 eval_every = {eval_every}
 save_every = {save_every}
+ema = {ema}
 threads = 1
 [tiny-mt.search]
 beam = 2
@@ -94,10 +95,10 @@ def tiny_registry(tmp_path, data_root, monkeypatch):
     """A registry file with pipeline `tiny-mt` on a 300-pair Multi30k slice; returns a function to write it."""
     data = write_parallel_slice(tmp_path / "mt")
 
-    def make(steps: int = 12, eval_every: int = 6, save_every: int = 3, cell: str = "gru") -> dict:
+    def make(steps: int = 12, eval_every: int = 6, save_every: int = 3, cell: str = "gru", ema: float = 0.0) -> dict:
         path = tmp_path / "registry.toml"
         path.write_text(TINY_TRANSLATION.format(data=data, steps=steps, eval_every=eval_every,
-                                                save_every=save_every, cell=cell), encoding="utf-8")
+                                                save_every=save_every, cell=cell, ema=ema), encoding="utf-8")
         monkeypatch.setenv("S2S_REGISTRY", str(path))
         return {"S2S_REGISTRY": str(path)}
 

@@ -24,7 +24,7 @@ from pipelines.workflows import resolve_pipeline
 from plugins.asr.audio import read_audio
 from plugins.asr.digits import DigitsConfig, build
 from plugins.asr.digits import main as digits_main
-from plugins.asr.features import AudioFrontend, LogMel, SpecAugment, clip_features, subsampled_length
+from plugins.asr.features import AudioFrontend, LogMel, SpecAugment, clip_features, subsampled_length, vtlp_positions
 from plugins.asr.text import label_text, normalize_text
 
 FSDD = DATA / "asr" / "fsdd" / "recordings"
@@ -160,6 +160,20 @@ def test_spec_augment_only_in_training():
     front = frontend()
     front.eval()
     assert torch.equal(front(x, lengths)[0], front(x, lengths)[0])
+
+
+def test_vtlp_moves_a_tone_as_a_vocal_tract_would(tmp_path):
+    """Warping by alpha > 1 raises a 1 kHz tone's peak bin, alpha < 1 lowers it, alpha = 1 changes nothing."""
+    tone = clip_features(wav(tmp_path / "tone.wav", 0.5, 8000, freq=1000.0), 8000, 80).unsqueeze(0)
+    augment = SpecAugment(0, 0, 0, 0, 0.1, warp=0.2, sample_rate=8000)
+    peak = lambda x: int(x[0].mean(0).argmax())
+    assert torch.allclose(augment.warped(tone, torch.ones(1)), tone, atol=1e-3)   # float round-off of mel(hz(m))
+    assert peak(augment.warped(tone, torch.tensor([1.15]))) > peak(tone) + 2
+    assert peak(augment.warped(tone, torch.tensor([0.85]))) < peak(tone) - 2
+    torch.manual_seed(0)
+    warped = augment.train()(tone, torch.tensor([tone.size(1)]))
+    assert warped.shape == tone.shape and not torch.equal(warped, tone)
+    assert warped.min() >= tone.min() - 1e-5 and warped.max() <= tone.max() + 1e-5   # interpolation: no new extremes
 
 
 @pytest.mark.parametrize("frames", [1, 2, 3, 4, 5, 8, 37, 100])

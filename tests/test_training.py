@@ -25,7 +25,7 @@ def checkpoint_step(path) -> int:
 
 def weights(path) -> dict[str, torch.Tensor]:
     with safe_open(str(path), framework="pt") as handle:
-        return {k: handle.get_tensor(k) for k in handle.keys() if k.startswith(("model/", "optim/"))}
+        return {k: handle.get_tensor(k) for k in handle.keys() if k.startswith(("model/", "optim/", "ema/"))}
 
 
 def start_training(env: dict, out) -> subprocess.Popen:
@@ -46,8 +46,9 @@ def wait_for_checkpoint(out, min_step: int, proc: subprocess.Popen, timeout: flo
     raise AssertionError("no checkpoint written in time")
 
 
-def test_killed_run_resumes_to_identical_weights(tmp_path, tiny_registry):
-    env = tiny_registry(steps=40, eval_every=10, save_every=3)
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_killed_run_resumes_to_identical_weights(tmp_path, tiny_registry, ema):
+    env = tiny_registry(steps=40, eval_every=10, save_every=3, ema=ema)
     reference = run_cli("train", "tiny-mt", "--out", str(tmp_path / "a"), "--quiet", env=env)
     assert reference.returncode == 0, reference.stderr
 
@@ -61,10 +62,35 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, tiny_registry):
     assert "resuming at step" in resumed.stdout
 
     a, b = weights(tmp_path / "a/checkpoints/last.safetensors"), weights(tmp_path / "b/checkpoints/last.safetensors")
-    assert a.keys() == b.keys()
+    assert a.keys() == b.keys() and any(k.startswith("ema/") for k in a) == bool(ema)
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
     log = lambda run: [(r["step"], round(r["valid_bleu"], 6)) for r in map(json.loads, (tmp_path / run / "metrics.jsonl").read_text().splitlines())]
     assert log("a") == log("b")
+
+
+def test_weight_average_is_validated_and_kept_as_best(tmp_path, tiny_registry):
+    """`best` holds the average (not the last update's weights); inside `applied` the model holds it, after it
+    the training weights again; the average follows the warmed-up decay."""
+    from pipelines.averaging import WeightAverage
+    model = torch.nn.Linear(2, 1, bias=False)
+    average = WeightAverage(model, 0.5)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    start = average.shadow[0].clone()
+    average.update(1)   # decay min(0.5, 2/11): the new weights count 9/11
+    assert torch.allclose(average.shadow[0], start + (1.0 - start) * 9 / 11)
+    with average.applied():
+        assert torch.equal(model.weight, average.shadow[0])
+    assert torch.equal(model.weight, torch.ones_like(model.weight))
+
+    env = tiny_registry(steps=12, eval_every=12, save_every=12, ema=0.9)
+    assert run_cli("train", "tiny-mt", "--out", str(tmp_path / "r"), "--quiet", env=env).returncode == 0
+    best, last = weights(tmp_path / "r/checkpoints/best.safetensors"), weights(tmp_path / "r/checkpoints/last.safetensors")
+    names = [k for k in best if k.startswith("model/") and best[k].is_floating_point()]
+    assert names and not any(k.startswith("ema/") for k in best)
+    assert all(not torch.equal(best[k], last[k]) for k in names if best[k].dim() > 1)
+    averaged = [last[f"ema/{i}"] for i in range(len([k for k in last if k.startswith("ema/")]))]
+    assert averaged and all(any(torch.equal(best[k], a) for k in names) for a in averaged)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

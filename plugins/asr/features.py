@@ -70,22 +70,54 @@ def subsampled_length(frames: int | Tensor) -> int | Tensor:
     return ((frames + 1) // 2 + 1) // 2
 
 
-class SpecAugment(nn.Module):
-    """Frequency and time masking (Park et al., 2019), active only in training mode.
+def _hz_to_mel(f: Tensor) -> Tensor:
+    return 2595.0 * torch.log10(1.0 + f / 700.0)   # the HTK mel scale torchaudio's MelSpectrogram uses
 
-    Each utterance gets `freq_masks` bands of up to `freq_width` bins and `time_masks` spans of up
-    to `time_width` frames (never more than `time_ratio` of its length) set to 0, the features' mean.
+
+def vtlp_positions(alpha: Tensor, n_mels: int, sample_rate: int) -> Tensor:
+    """(B,) warp factors -> (B, n_mels) fractional mel-bin positions to read each bin from.
+
+    Vocal tract length perturbation (Jaitly and Hinton, 2013): bin j, centred on f_j Hz, takes the
+    energy the recording has at f_j / alpha, so alpha > 1 moves formants up as a shorter vocal tract
+    would. Positions past the last bin are clamped (the band edge repeats)."""
+    top = _hz_to_mel(torch.tensor(sample_rate / 2.0))
+    centres = torch.linspace(0.0, float(top), n_mels + 2)[1:-1]
+    hz = 700.0 * (10.0 ** (centres / 2595.0) - 1.0)
+    source = _hz_to_mel(hz.unsqueeze(0) / alpha.unsqueeze(1))
+    return (source / top * (n_mels + 1) - 1.0).clamp(0.0, n_mels - 1.0)
+
+
+class SpecAugment(nn.Module):
+    """Training-only augmentation: VTLP frequency warping, then frequency and time masking (Park et al., 2019).
+
+    Each utterance's spectrum is warped by a factor drawn from [1 - warp, 1 + warp] (a new speaker's
+    vocal tract, see `vtlp_positions`; `warp` = 0 is off), then gets `freq_masks` bands of up to
+    `freq_width` bins and `time_masks` spans of up to `time_width` frames (never more than
+    `time_ratio` of its length) set to 0, the features' mean.
     """
 
-    def __init__(self, freq_masks: int, freq_width: int, time_masks: int, time_width: int, time_ratio: float):
+    def __init__(self, freq_masks: int, freq_width: int, time_masks: int, time_width: int, time_ratio: float,
+                 warp: float = 0.0, sample_rate: int = 16000):
         super().__init__()
         self.freq_masks, self.freq_width = freq_masks, freq_width
         self.time_masks, self.time_width, self.time_ratio = time_masks, time_width, time_ratio
+        self.warp, self.sample_rate = warp, sample_rate
+
+    def warped(self, x: Tensor, alpha: Tensor) -> Tensor:
+        """(B, T, bins) features warped by (B,) factors: linear interpolation between the two mel bins
+        around each source position."""
+        batch, frames, bins = x.shape
+        position = vtlp_positions(alpha, bins, self.sample_rate).to(x.device)
+        low = position.floor().long()
+        high = (low + 1).clamp(max=bins - 1)
+        share = (position - low).to(x.dtype).unsqueeze(1)
+        gather = lambda index: x.gather(2, index.unsqueeze(1).expand(batch, frames, bins))
+        return gather(low) * (1.0 - share) + gather(high) * share
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         if not self.training:
             return x
-        x = x.clone()
+        x = self.warped(x, 1.0 + self.warp * (2.0 * torch.rand(x.size(0)) - 1.0)) if self.warp else x.clone()
         bins = x.size(2)
         for b, length in enumerate(lengths.tolist()):
             for _ in range(self.freq_masks):

@@ -55,7 +55,7 @@ class AudioSource(SourceSide):
     def frontend(self, model: dict[str, Any]) -> nn.Module:
         a = self.audio
         augment = SpecAugment(a["freq_masks"], a["freq_mask_width"], a["time_masks"], a["time_mask_width"],
-                              a["time_mask_ratio"])
+                              a["time_mask_ratio"], a["warp"], a["sample_rate"])
         return AudioFrontend(a["n_mels"], a["conv_channels"], model["embedding"], model["dropout"], augment)
 
 
@@ -79,6 +79,8 @@ class SpeechRecognitionTask(Task):
     extra_settings = {"audio": {
         "sample_rate": Key(16000, int, help="audio is resampled to this rate (Hz) before features"),
         "n_mels": Key(80, int, help="log-mel bins (25 ms windows every 10 ms)"),
+        "warp": Key(0.0, float, help="VTLP: training spectra are warped by a random factor in [1 - warp, 1 + warp], "
+                                     "standing in for unseen speakers' vocal tracts (0 = off)"),
         "freq_masks": Key(2, int, help="SpecAugment: frequency masks per utterance (training only)"),
         "freq_mask_width": Key(15, int, help="SpecAugment: widest frequency mask, in mel bins"),
         "time_masks": Key(2, int, help="SpecAugment: time masks per utterance"),
