@@ -8,10 +8,12 @@ Phases (each in its own process, so peak memory is the phase's own):
            feeding (our parallel teacher-forcing path); peak RSS
   decode   greedy and beam-5 sentences/s on test_2016_flickr, batched, against a
            one-sentence-at-a-time beam search of the same model
-  peer     (with --peer) OpenNMT-py trained for the same seconds through ../shared/peers,
-           its logged tokens/s; without --peer, the peers' recorded figures are shown, marked as such
+  peer     (with --peer) OpenNMT-py trained for the same seconds through ../shared/peers: its
+           logged tokens/s and peak RSS (with --peer-venv, on a torch build of one's choice, e.g.
+           s2s's own); without --peer, the peers' recorded figures are shown, marked as such
 
-Usage: python bench/translation.py [--train-seconds 120] [--run RUN_FOR_DECODING] [--peer] [--out FILE]
+Usage: python bench/translation.py [--train-seconds 120] [--run RUN_FOR_DECODING] [--one-at-a-time N]
+                                  [--peer [--peer-venv VENV]] [--out FILE]
 Prints a table and writes JSON (default bench/results/translation.json).
 """
 from __future__ import annotations
@@ -130,18 +132,32 @@ def phase_decode(run_dir: str, one_at_a_time: int) -> dict:
     return result
 
 
-def phase_peer(seconds: float, out: Path) -> dict:
-    """OpenNMT-py through ../shared/peers (installs its own venv on first use), trained for `seconds`."""
+def phase_peer(seconds: float, out: Path, venv: Path | None) -> dict:
+    """OpenNMT-py through ../shared/peers, trained for `seconds`: its logged tokens/s and its peak RSS.
+
+    `venv`: an environment with OpenNMT-py installed (PEER_VENV of the peers' scripts), e.g. one on the
+    same torch build as s2s, so the memory and speed ratios compare toolkits, not torch builds. Without
+    it the peers' own venv (torch 2.2.2) is installed on first use. Decoding figures stay the recorded ones."""
     env = {**os.environ, "TRAIN_BUDGET_S": str(int(seconds)), "RESULTS_DIR": str(out / "peers"),
            "PEER_ROOT": os.environ.get("PEER_ROOT", str(Path(tempfile.gettempdir()) / "peers"))}
     script = SHARED / "peers" / "opennmt" / "run.sh"
-    venv = Path(env["PEER_ROOT"]) / "venv-opennmt"
+    venv = venv or Path(env["PEER_ROOT"]) / "venv-opennmt"
+    env["PEER_VENV"] = str(venv)
     if not (venv / "bin" / "onmt_train").exists():
         subprocess.run(["bash", str(script), "setup"], env=env, check=True)
     subprocess.run(["bash", str(script), "train"], env=env, check=True)
-    stats = json.loads((out / "peers" / "opennmt" / "train_stats.json").read_text())
+    results = out / "peers" / "opennmt"
+    stats = json.loads((results / "train_stats.json").read_text())
+    rss_kb = next(int(line.split(":")[1]) for line in (results / "train.time").read_text().splitlines()
+                  if "Maximum resident set size" in line)
+    torch_version = subprocess.run([str(venv / "bin" / "python"), "-c", "import torch; print(torch.__version__)"],
+                                   capture_output=True, text=True).stdout.strip()
+    recorded = recorded_peer()
     return {"tokens_per_s": stats.get("trg_tok_per_s_log_median") or stats["trg_tok_per_s_end_to_end"],
-            "end_to_end_tokens_per_s": stats["trg_tok_per_s_end_to_end"], "measured": "this run"}
+            "end_to_end_tokens_per_s": stats["trg_tok_per_s_end_to_end"], "peak_rss_mb": rss_kb / 1024,
+            "torch": torch_version, "greedy_sentences_per_s": recorded["greedy_sentences_per_s"],
+            "beam5_sentences_per_s": recorded["beam5_sentences_per_s"],
+            "measured": f"training in this run (OpenNMT-py on torch {torch_version}); decoding recorded 2026-11-22"}
 
 
 def recorded_peer() -> dict:
@@ -170,6 +186,7 @@ def main() -> None:
     parser.add_argument("--run", help="trained run folder to decode with (default: the model the train phase made)")
     parser.add_argument("--one-at-a-time", type=int, default=100, help="sentences for the one-at-a-time beam baseline")
     parser.add_argument("--peer", action="store_true", help="also train OpenNMT-py for --train-seconds, side by side")
+    parser.add_argument("--peer-venv", type=Path, help="with --peer: a venv holding OpenNMT-py (e.g. on s2s's torch)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "translation.json")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -194,7 +211,7 @@ def main() -> None:
                                               json.dumps(PEER_SHAPE + ["model.input_feeding=false"])])
     report["decode"] = child(["decode", args.run or str(work / "run"), str(args.one_at_a_time)])
     report["decode"]["model"] = args.run or "the briefly trained train-phase model (output lengths differ from a trained one)"
-    report["peer"] = phase_peer(args.train_seconds, args.out.parent) if args.peer else recorded_peer()
+    report["peer"] = phase_peer(args.train_seconds, args.out.parent, args.peer_venv) if args.peer else recorded_peer()
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
     print(f"\nwritten: {args.out}")
