@@ -73,11 +73,14 @@ def train(name: str | None, overrides: tuple[str, ...], out: Path | None, max_mi
 @click.option("--data", help="score on other files: split=PATH[,PATH] (e.g. test=test.de,test.en)")
 @click.option("--beam", type=int, help="beam size (1 = greedy; default search.beam)")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--set", "search", multiple=True, metavar="search.KEY=VALUE",
+              help="a search setting for this evaluation, e.g. search.length_penalty=0.6")
 @click.option("--json", "as_json", is_flag=True, help="print the metrics as one JSON object")
-def evaluate(run: Path, data: str | None, beam: int | None, checkpoint: str, as_json: bool) -> None:
+def evaluate(run: Path, data: str | None, beam: int | None, checkpoint: str, search: tuple[str, ...],
+             as_json: bool) -> None:
     """Score RUN on its test split (or --data) and print the metrics."""
     from pipelines import workflows
-    loaded, split, result, predictions = workflows.evaluate(run, data, beam, checkpoint)
+    loaded, split, result, predictions = workflows.evaluate(run, data, beam, checkpoint, search)
     if as_json:
         click.echo(json.dumps(result))
         return
@@ -97,12 +100,14 @@ def evaluate(run: Path, data: str | None, beam: int | None, checkpoint: str, as_
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per input, with scores or class probabilities")
 @click.option("--attention-map", "attention_dir", type=click.Path(path_type=Path),
               help="also save pictures of the attention for each generated token in this folder (greedy search)")
+@click.option("--set", "search", multiple=True, metavar="search.KEY=VALUE",
+              help="a search setting for these predictions, e.g. search.max_length=50")
 def predict(run: Path, inputs: tuple[str, ...], beam: int | None, n_best: int, as_json: bool,
-            attention_dir: Path | None) -> None:
+            attention_dir: Path | None, search: tuple[str, ...]) -> None:
     """Predictions of RUN for INPUTS (texts or files; standard input when none are given)."""
     from pipelines import workflows
     items = list(inputs) or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    raw, predictions = workflows.predict(run, items, beam, n_best, attention_dir)
+    raw, predictions = workflows.predict(run, items, beam, n_best, attention_dir, search)
     for source, p in zip(raw, predictions):
         if as_json:
             click.echo(json.dumps({"input": str(source), "prediction": p.text, "score": p.score,

@@ -232,3 +232,17 @@ def parse_overrides(pairs: Iterable[str]) -> list[tuple[str, str]]:
             raise UserError(f"--set {pair!r}: expected section.key=value, e.g. --set train.max_steps=100")
         result.append((dotted.strip(), value.strip()))
     return result
+
+
+def override_search(settings: Settings, pairs: Iterable[str]) -> None:
+    """`--set search.KEY=VALUE` for evaluate and predict: decoding can change after training, nothing else can."""
+    keys = CORE_SCHEMA["search"]
+    for dotted, text in parse_overrides(pairs):
+        section, _, name = dotted.partition(".")
+        if section != "search":
+            raise UserError(f"--set {dotted}: evaluate and predict change only search settings (e.g. "
+                            f"search.length_penalty=0.6); the rest is fixed by training")
+        if name not in keys:
+            raise UserError(f"--set {dotted}: unknown key {name!r} in [search]{nearest(name, keys)}; "
+                            f"valid keys: {', '.join(sorted(keys))}")
+        settings["search"][name] = coerce(parse_cli_value(text, keys[name]), keys[name], "--set", dotted)

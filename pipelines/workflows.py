@@ -19,7 +19,7 @@ from .hardware import pick_device
 from .inference import Prediction, evaluate_split, predict_items
 from .registry import discover_tasks, get_pipeline, get_task_class, load_pipelines, settings_for
 from .runs import Run, data_root
-from .settings import Settings, parse_overrides, resolve, schema_for
+from .settings import Settings, override_search, parse_overrides, resolve, schema_for
 from .training import Progress, Trainer
 
 
@@ -154,10 +154,12 @@ def parse_data_option(spec: str) -> tuple[str, str]:
     return split.strip(), paths.strip()
 
 
-def evaluate(run_dir: Path, data: str | None = None, beam: int | None = None, checkpoint: str = "best"
-             ) -> tuple[Run, str, dict[str, Any], list[Prediction]]:
-    """Score a run on its test split (or on `--data`), writing eval/<split>.metrics.json and predictions."""
+def evaluate(run_dir: Path, data: str | None = None, beam: int | None = None, checkpoint: str = "best",
+             search: Sequence[str] = ()) -> tuple[Run, str, dict[str, Any], list[Prediction]]:
+    """Score a run on its test split (or on `--data`), writing eval/<split>.metrics.json and predictions.
+    `search`: `search.KEY=VALUE` overrides (length penalty, max length, ...) for this evaluation only."""
     run = Run.open(run_dir, checkpoint)
+    override_search(run.settings, search)
     split, spec = parse_data_option(data) if data else ("test", run.settings["data"]["test"])
     dataset = _load(run.task, spec, split)
     encoded, _ = encode_split(dataset, run.source, run.target, spec)
@@ -165,7 +167,7 @@ def evaluate(run_dir: Path, data: str | None = None, beam: int | None = None, ch
     scores, predictions = evaluate_split(run, encoded, beam=beam)
     result = {"task": run.settings["task"], "pipeline": run.settings["pipeline"], "split": split, "data": spec,
               "examples": len(encoded), "beam": beam, "primary": scores.primary, **scores.values,
-              "signature": scores.signature}
+              "signature": scores.signature, "search": dict(run.settings["search"], beam=beam)}
     out = run.folder / "eval"
     out.mkdir(exist_ok=True)
     (out / f"{split}.metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -174,9 +176,10 @@ def evaluate(run_dir: Path, data: str | None = None, beam: int | None = None, ch
 
 
 def predict(run_dir: Path, inputs: Sequence[str], beam: int | None = None, n_best: int = 1,
-            attention_dir: Path | None = None) -> tuple[list[Any], list[Prediction]]:
+            attention_dir: Path | None = None, search: Sequence[str] = ()) -> tuple[list[Any], list[Prediction]]:
     """Predictions for the inputs; with `attention_dir`, greedy search and the task's attention pictures there."""
     run = Run.open(run_dir)
+    override_search(run.settings, search)
     raw = run.task.parse_inputs(inputs)
     if not raw:
         raise UserError("no inputs: give them as arguments, files, or on standard input")

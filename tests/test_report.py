@@ -24,7 +24,7 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("report")
     registry = base / "registry.toml"
     registry.write_text(TINY_TRANSLATION.format(data=write_parallel_slice(base / "mt"), steps=6, eval_every=3,
-                                                save_every=3, cell="gru"), encoding="utf-8")
+                                                save_every=3, cell="gru", ema=0.0), encoding="utf-8")
     old = os.environ.get("S2S_REGISTRY")
     os.environ["S2S_REGISTRY"] = str(registry)
     try:

@@ -91,7 +91,7 @@ def _tiny_run(tmp_path, data_root):
         base = Path(tempfile.mkdtemp(prefix="s2s-mt-"))
         data = write_parallel_slice(base / "mt")
         registry = base / "registry.toml"
-        registry.write_text(TINY_TRANSLATION.format(data=data, steps=30, eval_every=15, save_every=15, cell="lstm"))
+        registry.write_text(TINY_TRANSLATION.format(data=data, steps=30, eval_every=15, save_every=15, cell="lstm", ema=0.0))
         result = run_cli("train", "tiny-mt", "--out", str(base / "run"), "--quiet", env={"S2S_REGISTRY": str(registry)})
         assert result.returncode == 0, result.stderr
         _RUN_CACHE["run"] = base / "run"
@@ -120,3 +120,19 @@ def test_train_evaluate_predict_through_the_cli(tmp_path, data_root):
     assert all(len(r["alternatives"]) == 2 and r["alternatives"][0]["score"] >= r["alternatives"][1]["score"] for r in rows)
     piped = run_cli("predict", str(run), input="Ein Mann fährt Rad.\n")
     assert piped.stdout.strip() == rows[0]["prediction"]
+
+
+def test_evaluate_and_predict_take_search_settings_only(tmp_path, data_root):
+    run = _tiny_run(tmp_path, data_root)
+    short = run_cli("evaluate", str(run), "--json", "--set", "search.max_length=2", "--set", "search.max_length_ratio=0")
+    assert short.returncode == 0, short.stderr
+    metrics = json.loads(short.stdout)
+    assert metrics["search"]["max_length"] == 2 and metrics["search"]["max_length_ratio"] == 0.0
+    predictions = (run / "eval" / "test.predictions.txt").read_text().splitlines()
+    assert predictions and all(len(p.split()) <= 2 for p in predictions)     # at most 2 BPE pieces each
+    pred = run_cli("predict", str(run), "Ein Mann fährt Rad.", "--set", "search.max_length=1", "--set",
+                   "search.max_length_ratio=0")
+    assert pred.returncode == 0 and len(pred.stdout.split()) <= 1
+    assert_user_error(run_cli("evaluate", str(run), "--set", "train.lr=1"), "train.lr", "only search settings")
+    assert_user_error(run_cli("evaluate", str(run), "--set", "search.beem=2"), "search.beem", "did you mean beam")
+    assert_user_error(run_cli("predict", str(run), "x", "--set", "search.beam=wide"), "search.beam", "integer")
