@@ -7,7 +7,7 @@ With coverage (See et al. 2017) the attention also sees cov = the sum of the pre
 steps' weights: `additive` adds w_c·cov_i inside the tanh, as in the paper; `dot` and
 `general` have no hidden layer to put it in, so they add a learned scalar times cov_i
 to the score (it starts at 0 and the coverage loss teaches it to avoid covered words). The memory-side work is done once per batch
-(`keys`), so a decoding step costs one small matrix product.
+(`keys`, which for `general` holds W·m), so a decoding step costs one small matrix product.
 """
 from __future__ import annotations
 
@@ -38,8 +38,13 @@ class Attention(nn.Module):
             self.coverage_scale = nn.Parameter(torch.zeros(()))
 
     def keys(self, memory: Tensor) -> Tensor:
-        """Per-batch precomputation over the memory (B, S, M)."""
-        return self.memory_proj(memory) if self.kind == "additive" else memory
+        """Per-batch precomputation over the memory (B, S, M): `additive` U·m; `general` W applied to the
+        memory side (q·(W·m) = (W^T·q)·m), so a decoding step skips a query projection; `dot` m itself."""
+        if self.kind == "additive":
+            return self.memory_proj(memory)
+        if self.kind == "general":
+            return torch.matmul(memory, self.query_proj.weight)
+        return memory
 
     def forward(self, query: Tensor, memory: Tensor, keys: Tensor, mask: Tensor, coverage: Tensor | None = None
                 ) -> tuple[Tensor, Tensor]:
@@ -51,8 +56,7 @@ class Attention(nn.Module):
                 pre = pre + self.coverage_proj(coverage.unsqueeze(-1)).unsqueeze(1)
             scores = self.v(torch.tanh(pre)).squeeze(-1)
         else:
-            q = query if self.kind == "dot" else self.query_proj(query)
-            scores = torch.bmm(q, keys.transpose(1, 2))
+            scores = torch.bmm(query, keys.transpose(1, 2))
             if coverage is not None:
                 scores = scores + self.coverage_scale * coverage.unsqueeze(1)
         scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))

@@ -105,15 +105,19 @@ class Decoder(nn.Module):
             tokens = tokens.masked_fill(tokens >= self.vocab_size, self.unk_id)
         return self.dropout(self.embed(tokens))
 
-    def _rnn_step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+    def _rnn_step(self, x: Tensor, state: State, known: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, State]:
         """One time step (x: (B, 1, D)) through the RNN's own weights with the fused cell kernels:
-        on CPU, nn.LSTM/nn.GRU cost ~1.5x more per single-step call than torch.lstm_cell/gru_cell."""
+        on CPU, nn.LSTM/nn.GRU cost ~1.5x more per single-step call than torch.lstm_cell/gru_cell.
+        `known`: (layer 0's input projection of this step's inputs known in advance, plus its bias, (B, G);
+        the weight columns for the rest of the input, which x then holds alone), see `_forward_input_feeding`."""
         rnn, inp = self.rnn, x.squeeze(1)
         lstm = self.cell == "lstm"
         hs, cs = (state[0], state[1]) if lstm else (state, None)
         new_h, new_c = [], []
         for layer in range(self.layers):
             weights = [getattr(rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            if layer == 0 and known is not None:
+                weights[2], weights[0] = known   # the cell adds the (B, G) projection as a per-row bias
             if lstm:
                 h, c = torch.lstm_cell(inp, (hs[layer], cs[layer]), *weights)
                 new_c.append(c)
@@ -121,8 +125,9 @@ class Decoder(nn.Module):
                 h = torch.gru_cell(inp, hs[layer], *weights)
             new_h.append(h)
             inp = nn.functional.dropout(h, rnn.dropout, self.training) if layer + 1 < self.layers else h
-        h = torch.stack(new_h)
-        return inp.unsqueeze(1), ((h, torch.stack(new_c)) if lstm else h)
+        stack = lambda parts: parts[0].unsqueeze(0) if len(parts) == 1 else torch.stack(parts)
+        h = stack(new_h)
+        return inp.unsqueeze(1), ((h, stack(new_c)) if lstm else h)
 
     def _rnn_input(self, emb: Tensor, memory: Memory, feed: Tensor | None) -> Tensor:
         parts = [emb]
@@ -139,8 +144,8 @@ class Decoder(nn.Module):
         weights = ctx = None
         if self.attention is not None and coverage is not None:
             contexts, rows = [], []
-            for t in range(out.size(1)):
-                c, w = self.attention(out[:, t: t + 1], memory.states, memory.keys, memory.mask, coverage)
+            for query in out.split(1, dim=1):   # split, not slicing: one gradient concatenation in backward
+                c, w = self.attention(query, memory.states, memory.keys, memory.mask, coverage)
                 coverage = coverage + w.squeeze(1)
                 contexts.append(c)
                 rows.append(w)
@@ -190,12 +195,21 @@ class Decoder(nn.Module):
     def _forward_input_feeding(self, inputs: Tensor, memory: Memory, state: State, feed: Tensor | tuple | None
                                ) -> tuple[Tensor, Tensor | None]:
         """Gold inputs with input feeding: RNN and attention go step by step (each step reads the last
-        attentional vector), but embedding and the output layer run once over all steps."""
+        attentional vector), but embedding and the output layer run once over all steps, and so does
+        the first RNN layer's input projection of what is known in advance (the embeddings, and c with
+        context every_step): each step then multiplies only the input feed (on the peers' Multi30k shape
+        that moves a quarter of the step's products into one large one)."""
         feed, coverage = feed if self.coverage else (feed, None)
         emb = self._embed(inputs)
+        ahead = self._rnn_input(emb, memory, None)
+        weight_ih = self.rnn.weight_ih_l0
+        projected = nn.functional.linear(ahead, weight_ih[:, : ahead.size(-1)], self.rnn.bias_ih_l0)
+        feed_weight = weight_ih[:, ahead.size(-1):].contiguous()
         outs, vectors, contexts, rows = [], [], [], []
-        for t in range(inputs.size(1)):
-            out, state = self._rnn_step(self._rnn_input(emb[:, t: t + 1], memory, feed), state)
+        # unbind, not projected[:, t]: the backward of T selections would allocate and zero-fill T full
+        # (B, T, G) gradients (12% of a training step on the peers' shape); unbind's stacks them once
+        for step_input in projected.unbind(1):
+            out, state = self._rnn_step(feed, state, (step_input, feed_weight))
             feed, weights, ctx, coverage = self._attend(out, memory, coverage)
             outs.append(out)
             vectors.append(feed)

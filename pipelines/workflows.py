@@ -167,7 +167,9 @@ def evaluate(run_dir: Path, data: str | None = None, beam: int | None = None, ch
     scores, predictions = evaluate_split(run, encoded, beam=beam)
     result = {"task": run.settings["task"], "pipeline": run.settings["pipeline"], "split": split, "data": spec,
               "examples": len(encoded), "beam": beam, "primary": scores.primary, **scores.values,
-              "signature": scores.signature, "search": dict(run.settings["search"], beam=beam)}
+              "signature": scores.signature}
+    if run.target.kind != "label":   # a classifier has no search
+        result["search"] = dict(run.settings["search"], beam=beam)
     out = run.folder / "eval"
     out.mkdir(exist_ok=True)
     (out / f"{split}.metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

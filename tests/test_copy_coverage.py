@@ -130,9 +130,9 @@ def test_options_off_leave_the_parallel_decoder_unchanged(attention):
         if attention == "additive":
             a = d.attention
             scores = a.v(torch.tanh(a.query_proj(out).unsqueeze(2) + a.memory_proj(memory.states).unsqueeze(1))).squeeze(-1)
-        else:
-            q = out if attention == "dot" else d.attention.query_proj(out)
-            scores = q @ memory.states.transpose(1, 2)
+        else:   # general: q·W·m, with W·m computed once per batch
+            keys = memory.states if attention == "dot" else memory.states @ d.attention.query_proj.weight
+            scores = out @ keys.transpose(1, 2)
         w = torch.softmax(scores.masked_fill(~memory.mask.unsqueeze(1), float("-inf")), -1)
         expected = d.generator(torch.tanh(d.combine(torch.cat([out, w @ memory.states], -1))))
         assert torch.equal(logits, expected) and torch.equal(weights, w)
