@@ -211,16 +211,21 @@ def resolve(raw: dict[str, Any], schema: dict[str, dict[str, Key]], where: str,
             raise UserError(f"{where}: unknown section [{name}]{nearest(name, list(table))}; "
                             f"valid sections: {', '.join(table)}")
     for dotted, text in overrides:
-        section, _, name = dotted.partition(".")
-        if section not in schema:
-            raise UserError(f"--set {dotted}: unknown section {section!r}{nearest(section, schema)}; "
-                            f"valid sections: {', '.join(schema)}")
-        keys = schema[section]
-        if name not in keys:
-            raise UserError(f"--set {dotted}: unknown key {name!r} in [{section}]{nearest(name, keys)}; "
-                            f"valid keys: {', '.join(sorted(keys))}")
-        table[section][name] = coerce(parse_cli_value(text, keys[name]), keys[name], "--set", dotted)
+        _apply_override(table, schema, dotted, text)
     return Settings(table)
+
+
+def _apply_override(table: dict[str, Any], schema: dict[str, dict[str, Key]], dotted: str, text: str) -> None:
+    """One `--set section.key=value`, checked against the schema, written into the table."""
+    section, _, name = dotted.partition(".")
+    if section not in schema:
+        raise UserError(f"--set {dotted}: unknown section {section!r}{nearest(section, schema)}; "
+                        f"valid sections: {', '.join(schema)}")
+    keys = schema[section]
+    if name not in keys:
+        raise UserError(f"--set {dotted}: unknown key {name!r} in [{section}]{nearest(name, keys)}; "
+                        f"valid keys: {', '.join(sorted(keys))}")
+    table[section][name] = coerce(parse_cli_value(text, keys[name]), keys[name], "--set", dotted)
 
 
 def parse_overrides(pairs: Iterable[str]) -> list[tuple[str, str]]:
@@ -236,13 +241,8 @@ def parse_overrides(pairs: Iterable[str]) -> list[tuple[str, str]]:
 
 def override_search(settings: Settings, pairs: Iterable[str]) -> None:
     """`--set search.KEY=VALUE` for evaluate and predict: decoding can change after training, nothing else can."""
-    keys = CORE_SCHEMA["search"]
     for dotted, text in parse_overrides(pairs):
-        section, _, name = dotted.partition(".")
-        if section != "search":
+        if dotted.partition(".")[0] != "search":
             raise UserError(f"--set {dotted}: evaluate and predict change only search settings (e.g. "
                             f"search.length_penalty=0.6); the rest is fixed by training")
-        if name not in keys:
-            raise UserError(f"--set {dotted}: unknown key {name!r} in [search]{nearest(name, keys)}; "
-                            f"valid keys: {', '.join(sorted(keys))}")
-        settings["search"][name] = coerce(parse_cli_value(text, keys[name]), keys[name], "--set", dotted)
+        _apply_override(settings.table, {"search": CORE_SCHEMA["search"]}, dotted, text)

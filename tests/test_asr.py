@@ -24,7 +24,7 @@ from pipelines.workflows import resolve_pipeline
 from plugins.asr.audio import read_audio
 from plugins.asr.digits import DigitsConfig, build
 from plugins.asr.digits import main as digits_main
-from plugins.asr.features import AudioFrontend, LogMel, SpecAugment, clip_features, subsampled_length, vtlp_positions
+from plugins.asr.features import AudioFrontend, LogMel, SpecAugment, clip_features, subsampled_length
 from plugins.asr.text import label_text, normalize_text
 
 FSDD = DATA / "asr" / "fsdd" / "recordings"
