@@ -86,6 +86,7 @@ def phase_train(seconds: float, overrides: list[str], keep: str | None) -> dict:
     folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="s2s-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     run = Run.create(settings, folder, train)
+    run.place()   # train.device and train.precision, as `s2s train` does
     split, _ = encode_split(train, run.source, run.target, "train", settings["data"]["max_length"])
     trainer = Trainer(run, split, split, show_progress=False)
     plan = plan_batches(split.source_lengths, split.target_lengths, settings["train"]["batch_tokens"], 1, 0)

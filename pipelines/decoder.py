@@ -24,6 +24,7 @@ from . import copy as pointer
 from .attention import Attention
 from .encoder import RNN_CELLS, State
 from .errors import UserError
+from .loss import output_layer_loss, sequence_loss
 
 
 @dataclass
@@ -77,7 +78,7 @@ class Decoder(nn.Module):
         rnn_input = embedding + (memory_size if self.feed_context else 0) + (self.output_size if input_feeding else 0)
         self.rnn = RNN_CELLS[cell](rnn_input, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
         self.attention = None if attention == "none" else Attention(attention, hidden, memory_size, coverage=coverage)
-        self.copy, self.coverage, self.vocab_size, self.unk_id = copy, coverage, vocab_size, unk_id
+        self.copy, self.coverage, self.vocab_size, self.unk_id, self.pad_id = copy, coverage, vocab_size, unk_id, pad_id
         if copy:
             self.switch = nn.Linear(memory_size + hidden + embedding, 1)
         extra = memory_size if (self.attention is not None or self.feed_context) else 0
@@ -169,31 +170,48 @@ class Decoder(nn.Module):
         p_gen = torch.sigmoid(self.switch(torch.cat([ctx, out, emb], dim=-1)))
         return pointer.mix(logits, weights, p_gen, memory.copy_ids, memory.extra_vocab)
 
-    def forward(self, inputs: Tensor, memory: Memory, teacher_forcing: float = 1.0) -> tuple[Tensor, Tensor | None]:
+    def _finish(self, vectors: Tensor, out: Tensor, ctx: Tensor | None, emb: Tensor, weights: Tensor | None,
+                memory: Memory, gold: Tensor | None, smoothing: float) -> Tensor:
+        """Logits (gold None), or the summed token loss against `gold`: without copy through the fused
+        output layer and loss (loss.py), over the real target positions only."""
+        if gold is None:
+            return self._output(vectors, out, ctx, emb, weights, memory)
+        if self.copy:
+            log_probs = self._output(vectors, out, ctx, emb, weights, memory)
+            return sequence_loss(log_probs, gold, smoothing, True, self.vocab_size)[0]
+        real = gold != self.pad_id
+        return output_layer_loss(self.dropout(vectors[real]), self.generator, gold[real], smoothing)
+
+    def forward(self, inputs: Tensor, memory: Memory, teacher_forcing: float = 1.0, gold: Tensor | None = None,
+                smoothing: float = 0.0) -> tuple[Tensor, Tensor | None]:
         """Gold inputs (B, T) starting with <s> -> logits (B, T, V) (with copy: log-probs (B, T, V + extra)),
-        attention (B, T, S) or None."""
+        attention (B, T, S) or None. Given the gold outputs `gold` (B, T), the summed, `smoothing`-smoothed
+        token loss takes the logits' place: training needs only that, and it is cheaper (see loss.py)."""
         state, feed = self.initial_state(memory)
         if teacher_forcing >= 1.0 and not self.input_feeding:
             emb = self._embed(inputs)
             out, _ = self.rnn(self._rnn_input(emb, memory, None), state)
             vectors, weights, ctx, _ = self._attend(out, memory, feed[1] if self.coverage else None)
-            return self._output(vectors, out, ctx, emb, weights, memory), weights
+            return self._finish(vectors, out, ctx, emb, weights, memory, gold, smoothing), weights
         if teacher_forcing >= 1.0:
-            return self._forward_input_feeding(inputs, memory, state, feed)
+            return self._forward_input_feeding(inputs, memory, state, feed, gold, smoothing)
         logits, attn = [], []
         token = inputs[:, 0]
         for t in range(inputs.size(1)):
             if t > 0:
-                gold = torch.rand(inputs.size(0), device=inputs.device) < teacher_forcing
-                token = torch.where(gold, inputs[:, t], logits[-1].argmax(-1))
+                use_gold = torch.rand(inputs.size(0), device=inputs.device) < teacher_forcing
+                token = torch.where(use_gold, inputs[:, t], logits[-1].argmax(-1))
             step_logits, state, feed, weights = self.step(token, state, feed, memory)
             logits.append(step_logits)
             attn.append(weights)
         weights = torch.cat(attn, dim=1) if attn[0] is not None else None
-        return torch.stack(logits, dim=1), weights
+        logits = torch.stack(logits, dim=1)
+        if gold is None:
+            return logits, weights
+        return sequence_loss(logits, gold, smoothing, self.copy, self.vocab_size)[0], weights
 
-    def _forward_input_feeding(self, inputs: Tensor, memory: Memory, state: State, feed: Tensor | tuple | None
-                               ) -> tuple[Tensor, Tensor | None]:
+    def _forward_input_feeding(self, inputs: Tensor, memory: Memory, state: State, feed: Tensor | tuple | None,
+                               gold: Tensor | None, smoothing: float) -> tuple[Tensor, Tensor | None]:
         """Gold inputs with input feeding: RNN and attention go step by step (each step reads the last
         attentional vector), but embedding and the output layer run once over all steps, and so does
         the first RNN layer's input projection of what is known in advance (the embeddings, and c with
@@ -217,7 +235,7 @@ class Decoder(nn.Module):
             rows.append(weights)
         join = lambda parts: None if parts[0] is None else torch.cat(parts, dim=1)
         weights = join(rows)
-        return self._output(join(vectors), join(outs), join(contexts), emb, weights, memory), weights
+        return self._finish(join(vectors), join(outs), join(contexts), emb, weights, memory, gold, smoothing), weights
 
     def step(self, token: Tensor, state: State, feed: Tensor | tuple | None, memory: Memory
              ) -> tuple[Tensor, State, Tensor | tuple | None, Tensor | None]:

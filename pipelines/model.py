@@ -62,11 +62,13 @@ class Seq2Seq(nn.Module):
         return memory
 
     def forward(self, source: Tensor, lengths: Tensor, target_in: Tensor, teacher_forcing: float = 1.0,
-                copy_ids: Tensor | None = None, extra_vocab: int = 0) -> tuple[Tensor, Tensor | None]:
-        """With model.copy, `copy_ids`/`extra_vocab` are the batch's extended source ids (see copy.py)."""
+                copy_ids: Tensor | None = None, extra_vocab: int = 0, gold: Tensor | None = None,
+                smoothing: float = 0.0) -> tuple[Tensor, Tensor | None]:
+        """Logits and attention; given `gold`, the summed token loss in the logits' place (Decoder.forward).
+        With model.copy, `copy_ids`/`extra_vocab` are the batch's extended source ids (see copy.py)."""
         memory = self.encode(source, lengths)
         memory.copy_ids, memory.extra_vocab = copy_ids, extra_vocab
-        return self.decoder(target_in, memory, teacher_forcing)
+        return self.decoder(target_in, memory, teacher_forcing, gold, smoothing)
 
 
 class Classifier(nn.Module):

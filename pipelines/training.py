@@ -74,26 +74,6 @@ def stop_on_signals() -> Iterator[dict[str, int]]:
             signal.signal(s, h)
 
 
-def sequence_loss(logits: torch.Tensor, gold: torch.Tensor, smoothing: float, log_probs: bool = False,
-                  vocab_size: int = 0) -> tuple[torch.Tensor, int]:
-    """Summed token cross-entropy (padding ignored) and the number of tokens.
-
-    With copy (`log_probs`) the model already emits log-probabilities over the batch's extended
-    vocabulary: the loss is their NLL, and label smoothing spreads over the `vocab_size` real entries
-    only (the temporary ids of other examples' OOVs have no probability to smooth towards).
-    """
-    if log_probs:
-        logp, flat = logits.reshape(-1, logits.size(-1)).float(), gold.reshape(-1)
-        nll = -logp.gather(1, flat.unsqueeze(1)).squeeze(1)
-        if smoothing:
-            nll = (1.0 - smoothing) * nll - smoothing * logp[:, :vocab_size].mean(-1)
-        keep = flat != 0
-        return nll[keep].sum(), int(keep.sum())
-    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), gold.reshape(-1), ignore_index=0,
-                           label_smoothing=smoothing, reduction="sum")
-    return loss, int((gold != 0).sum())
-
-
 def coverage_loss(weights: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
     """sum_t sum_i min(a_t,i, cov_t,i) over real target steps; cov_t = the attention of the steps before t."""
     coverage = weights.cumsum(dim=1) - weights
@@ -177,9 +157,9 @@ class Trainer:
         if "labels" in batch:
             logits = net(batch["source"], batch["lengths"])
             return F.cross_entropy(logits.float(), batch["labels"], label_smoothing=smoothing, reduction="sum")
-        logits, weights = net(batch["source"], batch["lengths"], batch["target_in"], ratio,
-                                   **pointer.model_inputs(batch))
-        loss = self._with_ctc(self._sequence_loss(logits, batch["target_out"], smoothing), batch["target_out"])
+        loss, weights = net(batch["source"], batch["lengths"], batch["target_in"], ratio,
+                            gold=batch["target_out"], smoothing=smoothing, **pointer.model_inputs(batch))
+        loss = self._with_ctc(loss, batch["target_out"])
         if getattr(self.decoder, "coverage", False) and self.model.training:   # the logged train loss includes it
             loss = loss + self.cfg["coverage_weight"] * coverage_loss(weights, batch["target_out"])
         return loss
@@ -206,10 +186,6 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return summed, tokens
-
-    def _sequence_loss(self, logits: torch.Tensor, gold: torch.Tensor, smoothing: float) -> torch.Tensor:
-        copy = getattr(self.decoder, "copy", False)
-        return sequence_loss(logits, gold, smoothing, copy, self.decoder.vocab_size if copy else 0)[0]
 
     def _with_ctc(self, loss: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
         """Hybrid CTC/attention: (1 - w) * loss + w * CTC of the batch the encoder just ran (see ctc.py)."""

@@ -15,7 +15,8 @@ from pipelines.model import Seq2Seq
 from pipelines.search import beam_search, coverage_penalty, greedy
 from pipelines.settings import CORE_SCHEMA
 from pipelines.tokenization import TextVocab
-from pipelines.training import coverage_loss, sequence_loss
+from pipelines.loss import sequence_loss
+from pipelines.training import coverage_loss
 
 MODEL = {name: key.default for name, key in CORE_SCHEMA["model"].items()}
 

@@ -15,7 +15,7 @@ from pipelines.schedules import teacher_forcing_ratio
 from pipelines.settings import CORE_SCHEMA
 from pipelines.task import TextSource, TextTarget
 from pipelines.tokenization import TextVocab
-from pipelines.training import sequence_loss
+from pipelines.loss import sequence_loss
 
 
 def settings(**overrides) -> dict:
