@@ -19,7 +19,7 @@ from pipelines.ctc import joint_loss
 from pipelines.model import Seq2Seq
 from pipelines.registry import discover_tasks, get_task_class
 from pipelines.settings import CORE_SCHEMA
-from pipelines.training import sequence_loss
+from pipelines.loss import sequence_loss
 from pipelines.workflows import resolve_pipeline
 from plugins.asr.audio import read_audio
 from plugins.asr.digits import DigitsConfig, build
