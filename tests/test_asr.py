@@ -22,7 +22,7 @@ from pipelines.settings import CORE_SCHEMA
 from pipelines.loss import sequence_loss
 from pipelines.workflows import resolve_pipeline
 from plugins.asr.audio import read_audio
-from plugins.asr.digits import DigitsConfig, build
+from plugins.asr.digits import CHANNEL_SNR, DigitsConfig, build, channel
 from plugins.asr.digits import main as digits_main
 from plugins.asr.features import AudioFrontend, LogMel, SpecAugment, clip_features, subsampled_length
 from plugins.asr.text import label_text, normalize_text
@@ -219,6 +219,28 @@ def test_digits_builder_is_deterministic_and_holds_out_a_speaker(tmp_path, fsdd_
     other = build(fsdd_subset, tmp_path / "three", DigitsConfig(seed=4, train=12, validation=4, test=5))
     assert (tmp_path / "three" / "train.tsv").read_text() != (tmp_path / "one" / "train.tsv").read_text() \
         or other["test_speaker"] != held
+
+
+def test_channel_perturbation_adds_noise_at_the_drawn_snr_and_requantises_to_8_bits():
+    import random
+    clean = torch.from_numpy(tone(0.5, 8000))
+    assert channel(clean, random.Random(0), 0.0, 0.0) is clean        # off: the clip itself, no draws
+    rng = random.Random(1)
+    noisy = channel(clean, rng, 1.0, 0.0)
+    snr = 10 * math.log10(clean.pow(2).mean() / (noisy - clean).pow(2).mean())
+    assert CHANNEL_SNR[0] - 0.5 <= snr <= CHANNEL_SNR[1] + 0.5
+    coarse = channel(clean, random.Random(2), 0.0, 1.0)
+    assert torch.equal(coarse * 128, torch.round(coarse * 128)) and (coarse - clean).abs().max() <= 1 / 128
+
+
+def test_channel_perturbation_touches_only_training_utterances(tmp_path, fsdd_subset):
+    plain = build(fsdd_subset, tmp_path / "plain", DigitsConfig(seed=3, train=6, validation=3, test=3))
+    build(fsdd_subset, tmp_path / "noisy", DigitsConfig(seed=3, train=6, validation=3, test=3, noise=1.0, quantize=1.0))
+    assert plain["config"]["noise"] == 0.0
+    read = lambda run, name: sf.read(str(tmp_path / run / "wav" / name))[0]
+    assert not np.allclose(read("plain", "train_00000.wav"), read("noisy", "train_00000.wav"))
+    train_lines = lambda run: (tmp_path / run / "train.tsv").read_text()
+    assert train_lines("plain") == train_lines("noisy")                # same digits, only the channel differs
 
 
 def test_digits_builder_cli_turns_ones_own_recordings_into_a_test_manifest(tmp_path, capsys):

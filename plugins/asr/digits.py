@@ -6,6 +6,11 @@ takes n < 5 and train from the rest, so no clip is shared between splits. An utt
 `max_digits` random clips of one speaker together with short random pauses (0.05-0.35 s between
 digits, 0.1-0.3 s at either end) and a faint noise floor; a training utterance is also sped up or
 slowed down by a random factor of 0.9-1.1 (tempo and pitch, as in Kaldi's speed perturbation).
+Optionally (`noise`, `quantize`, off by default) each training clip is also passed through a random
+recording channel before it is strung in: white noise at 10-40 dB SNR and/or 8-bit requantisation,
+because a new speaker's clips come from a new microphone and sound card (FSDD's `nicolas` is 8-bit with
+a noise floor near -36 dBFS; the other four are clean 16-bit), and a model that never heard noise inside
+a digit reads it as fricatives.
 Each is transcribed as the spoken words ("three one four").
 Everything follows from the seed: the same folder and settings give byte-identical output.
 
@@ -42,6 +47,8 @@ VERSION = 2
 CLIP_NAME = re.compile(r"^(?P<label>[^_]+)_(?P<speaker>[^_]+)_(?P<n>\d+)$")
 NOISE_LEVEL = 3e-4        # standard deviation of the noise floor (full scale = 1)
 SPEEDS = (0.9, 0.95, 1.0, 1.05, 1.1)   # speed perturbation factors of training utterances
+CHANNEL_SNR = (10.0, 40.0)  # dB range of the white noise added to a training clip (`noise`)
+QUANTIZE_LEVELS = 128       # `quantize`: 8-bit linear PCM, steps of 1/128 of full scale
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,8 @@ class DigitsConfig:
     max_digits: int = 7
     sample_rate: int = 8000
     speed_perturb: bool = True     # train only: tempo and pitch x 0.9-1.1, a cheap stand-in for more speakers
+    noise: float = 0.0             # train only: share of clips given white noise at 10-40 dB SNR (a noisier channel)
+    quantize: float = 0.0          # train only: share of clips requantised to 8 bits (a cheaper sound card)
 
 
 @dataclass(frozen=True)
@@ -102,8 +111,24 @@ def _silence(rng: random.Random, low: float, high: float, rate: int) -> torch.Te
     return torch.zeros(int(rng.uniform(low, high) * rate))
 
 
+def channel(wave: torch.Tensor, rng: random.Random, noise: float, quantize: float) -> torch.Tensor:
+    """One clip through a random recording channel: with probability `noise` white noise at an SNR drawn
+    from CHANNEL_SNR, then with probability `quantize` 8-bit requantisation (with a little dither, so a
+    quiet clip keeps some detail). Draws nothing from `rng` for a probability of 0, so builds without
+    the option stay byte-identical."""
+    if noise and rng.random() < noise:
+        snr = rng.uniform(*CHANNEL_SNR)
+        gen = torch.Generator().manual_seed(rng.getrandbits(62))
+        wave = wave + wave.pow(2).mean().sqrt() * 10 ** (-snr / 20) * torch.randn(wave.numel(), generator=gen)
+    if quantize and rng.random() < quantize:
+        gen = torch.Generator().manual_seed(rng.getrandbits(62))
+        dither = (torch.rand(wave.numel(), generator=gen) - 0.5) / QUANTIZE_LEVELS
+        wave = torch.round((wave + dither) * QUANTIZE_LEVELS) / QUANTIZE_LEVELS
+    return wave
+
+
 def _utterance(pool: dict[str, list[Clip]], rng: random.Random, config: DigitsConfig,
-               audio: dict[Path, torch.Tensor], perturb: bool) -> tuple[torch.Tensor, str, str]:
+               audio: dict[Path, torch.Tensor], perturb: bool, channel_rng: random.Random) -> tuple[torch.Tensor, str, str]:
     """One speaker's digits strung together: (waveform, transcript, speaker)."""
     rate = config.sample_rate
     speaker = rng.choice(sorted(pool))
@@ -112,10 +137,11 @@ def _utterance(pool: dict[str, list[Clip]], rng: random.Random, config: DigitsCo
     for i, clip in enumerate(picks):
         if clip.path not in audio:
             audio[clip.path] = read_audio(clip.path, rate)
-        parts += ([_silence(rng, 0.05, 0.35, rate)] if i else []) + [audio[clip.path]]
+        wave = channel(audio[clip.path], channel_rng, config.noise, config.quantize) if perturb else audio[clip.path]
+        parts += ([_silence(rng, 0.05, 0.35, rate)] if i else []) + [wave]
     parts.append(_silence(rng, 0.1, 0.3, rate))
     wave = torch.cat(parts)
-    speed = rng.choice(SPEEDS) if perturb else 1.0
+    speed = rng.choice(SPEEDS) if perturb and config.speed_perturb else 1.0
     if speed != 1.0:   # read as if sampled at rate x speed: shorter and higher (Kaldi-style speed perturbation)
         wave = AF.resample(wave, round(rate * speed), rate)
     noise = torch.randn(wave.numel(), generator=torch.Generator().manual_seed(rng.getrandbits(62)))
@@ -134,6 +160,7 @@ def _build(source: Path, out: Path, config: DigitsConfig) -> dict:
     test_speaker = speakers[0] if len(speakers) == 1 else pick_test_speaker(speakers, config)
     pools = _pools(clips, test_speaker)
     rng = random.Random(config.seed)
+    channel_rng = random.Random(f"{config.seed}:channel")   # its own stream: the channel options never change which digits are drawn
     audio: dict[Path, torch.Tensor] = {}
     tmp = Path(tempfile.mkdtemp(prefix=".digits-", dir=out.parent))
     try:
@@ -145,8 +172,7 @@ def _build(source: Path, out: Path, config: DigitsConfig) -> dict:
                 continue
             lines = ["audio\ttext\tspeaker"]
             for i in range(wanted):
-                wave, text, speaker = _utterance(pools[split], rng, config, audio,
-                                                 config.speed_perturb and split == "train")
+                wave, text, speaker = _utterance(pools[split], rng, config, audio, split == "train", channel_rng)
                 name = f"wav/{split}_{i:05d}.wav"
                 write_audio(tmp / name, wave, config.sample_rate)
                 lines.append(f"{name}\t{text}\t{speaker}")
@@ -190,9 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-digits", type=int, default=DigitsConfig.max_digits)
     parser.add_argument("--sample-rate", type=int, default=DigitsConfig.sample_rate)
     parser.add_argument("--no-speed-perturb", action="store_true", help="keep training utterances at speed 1.0")
+    parser.add_argument("--noise", type=float, default=DigitsConfig.noise,
+                        help="share of training clips given white noise at 10-40 dB SNR")
+    parser.add_argument("--quantize", type=float, default=DigitsConfig.quantize,
+                        help="share of training clips requantised to 8 bits")
     args = parser.parse_args(argv)
     config = DigitsConfig(args.seed, args.test_speaker, args.train, args.validation, args.test,
-                          args.max_digits, args.sample_rate, not args.no_speed_perturb)
+                          args.max_digits, args.sample_rate, not args.no_speed_perturb, args.noise, args.quantize)
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         info = build(args.source, args.out, config)

@@ -75,6 +75,9 @@ class SpeechRecognitionTask(Task):
         "digits_validation": Key(300, int, help="connected digits: validation utterances"),
         "digits_test": Key(500, int, help="connected digits: test utterances (unseen speaker)"),
         "digits_max": Key(7, int, help="connected digits: most digits per utterance"),
+        "digits_noise": Key(0.0, float, help="connected digits: share of training clips given white noise at "
+                                             "10-40 dB SNR (a new speaker's noisier channel)"),
+        "digits_quantize": Key(0.0, float, help="connected digits: share of training clips requantised to 8 bits"),
     }
     extra_settings = {"audio": {
         "sample_rate": Key(16000, int, help="audio is resampled to this rate (Hz) before features"),
@@ -111,7 +114,8 @@ class SpeechRecognitionTask(Task):
     def _digits_config(self) -> DigitsConfig:
         d = self.settings["data"]
         return DigitsConfig(d["digits_seed"], d["digits_test_speaker"], d["digits_train"], d["digits_validation"],
-                            d["digits_test"], d["digits_max"], self.settings["audio"]["sample_rate"])
+                            d["digits_test"], d["digits_max"], self.settings["audio"]["sample_rate"],
+                            noise=d["digits_noise"], quantize=d["digits_quantize"])
 
     def _decoded(self, rows: list[Row], spec: str) -> datasets.Dataset:
         """Decode every clip now (features are cached for training); bad files stop or are skipped and counted."""
