@@ -5,9 +5,9 @@ The output layer W h + b over the target vocabulary is the largest product of a 
 about 40 % of an update on the CPU). Run as separate autograd ops it keeps the (N, V) logits and
 their log-softmax, zero-fills an (N, V) gradient for the NLL and runs the log-softmax backward
 over it. `output_layer_loss` forms the softmax once, turns it into d loss / d logits in place,
-and takes the layer's gradients in the same pass: three products and four elementwise passes,
-no (N, V) tensor kept for backward. Under bf16 autocast its products run in bf16 and the softmax
-in fp32.
+and takes the layer's gradients in the same pass: the same three products, a few in-place
+elementwise passes over one (N, V) buffer, and no (N, V) tensor kept for backward. Under bf16
+autocast its products run in bf16 and the softmax in fp32.
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from pipelines.schedules import teacher_forcing_ratio
 from pipelines.settings import CORE_SCHEMA
 from pipelines.task import TextSource, TextTarget
 from pipelines.tokenization import TextVocab
-from pipelines.loss import sequence_loss
+from pipelines.loss import output_layer_loss, sequence_loss
 
 
 def settings(**overrides) -> dict:
@@ -215,3 +215,23 @@ def test_uniform_initialisation_leaves_a_non_text_frontend_alone():
     init_uniform(model, 0.01)
     assert torch.equal(model.encoder.frontend.proj.weight, before)
     assert model.decoder.combine.weight.abs().max().item() <= 0.01
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_fused_output_layer_loss_matches_cross_entropy_and_its_gradients(smoothing):
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(16, 50).double()
+    x = torch.randn(30, 16, dtype=torch.double, requires_grad=True)
+    gold = torch.randint(1, 50, (30,))
+    grads = []
+    for fused in (False, True):
+        layer.zero_grad()
+        x.grad = None
+        loss = (output_layer_loss(x, layer, gold, smoothing) if fused else
+                torch.nn.functional.cross_entropy(layer(x), gold, label_smoothing=smoothing, reduction="sum"))
+        (0.5 * loss).backward()
+        grads.append((loss.detach(), x.grad.clone(), layer.weight.grad.clone(), layer.bias.grad.clone()))
+    for reference, fused in zip(*grads):
+        assert torch.allclose(reference, fused, atol=1e-10)
+    with torch.no_grad():   # validation takes the plain path, same value
+        assert float(output_layer_loss(x, layer, gold, smoothing)) == pytest.approx(float(grads[0][0]))
