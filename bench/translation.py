@@ -4,8 +4,9 @@ Phases (each in its own process, so peak memory is the phase's own):
   matmul   the machine's fp32 matrix-multiply rate (the GFLOP/s ceiling)
   train    target tokens/s and achieved GFLOP/s for the peers' model shape
            (biLSTM 2x128, LSTM 256, general attention, input feeding, emb 256, dropout 0.3,
-           BPE 8k joint, ~64-sentence batches, Adam 1e-3), and for the same shape without input
-           feeding (our parallel teacher-forcing path); peak RSS
+           BPE 8k joint, ~64-sentence batches, Adam 1e-3) in fp32, the same in bf16 autocast
+           (fp32 weights and optimizer, as train.precision = bf16), and the same shape without
+           input feeding (our parallel teacher-forcing path); peak RSS
   decode   greedy and beam-5 sentences/s on test_2016_flickr, batched, against a
            one-sentence-at-a-time beam search of the same model
   peer     (with --peer) OpenNMT-py trained for the same seconds through ../shared/peers: its
@@ -202,12 +203,15 @@ def main() -> None:
         print(json.dumps(result))
         return
 
+    args.out = args.out.resolve()   # the peers' scripts run in their own folder
     args.out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="s2s-bench-"))
     report: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu_count": os.cpu_count()}
     report["matmul"] = child(["matmul"])
     report["train_peer_shape"] = child(["train", str(args.train_seconds),
                                         json.dumps(PEER_SHAPE + ["model.input_feeding=true"]), str(work / "run")])
+    report["train_peer_shape_bf16"] = child(["train", str(args.train_seconds),
+                                             json.dumps(PEER_SHAPE + ["model.input_feeding=true", "train.precision=bf16"])])
     report["train_no_input_feeding"] = child(["train", str(args.train_seconds),
                                               json.dumps(PEER_SHAPE + ["model.input_feeding=false"])])
     report["decode"] = child(["decode", args.run or str(work / "run"), str(args.one_at_a_time)])
@@ -220,10 +224,13 @@ def main() -> None:
 
 def print_table(r: dict) -> None:
     mm, feed, fast, dec, peer = r["matmul"]["gflops"], r["train_peer_shape"], r["train_no_input_feeding"], r["decode"], r["peer"]
+    bf16 = r["train_peer_shape_bf16"]
     rows = [
         ("matmul fp32 GFLOP/s (ceiling)", f"{mm:.1f}", "", ""),
         ("train tok/s, peers' shape (input feeding)", f"{feed['tokens_per_s']:.0f}", f"OpenNMT-py {peer['tokens_per_s']:.0f}",
          f"{feed['tokens_per_s'] / peer['tokens_per_s']:.2f}x"),
+        ("train tok/s, peers' shape, bf16 autocast", f"{bf16['tokens_per_s']:.0f}", f"OpenNMT-py {peer['tokens_per_s']:.0f}",
+         f"{bf16['tokens_per_s'] / peer['tokens_per_s']:.2f}x"),
         ("train tok/s, same shape, no input feeding", f"{fast['tokens_per_s']:.0f}", f"OpenNMT-py {peer['tokens_per_s']:.0f}",
          f"{fast['tokens_per_s'] / peer['tokens_per_s']:.2f}x"),
         ("achieved GFLOP/s, peers' shape", f"{feed['gflops']:.1f}", f"matmul {mm:.1f}", f"{feed['gflops'] / mm:.1%}"),
@@ -239,6 +246,8 @@ def print_table(r: dict) -> None:
          f"{dec['beam5']['sentences_per_s'] / peer.get('beam5_sentences_per_s', float('nan')):.2f}x"),
         ("peak RSS MB, training (peers' shape)", f"{feed['peak_rss_mb']:.0f}", f"OpenNMT-py {peer.get('peak_rss_mb', float('nan')):.0f}",
          f"{feed['peak_rss_mb'] / peer.get('peak_rss_mb', float('nan')):.2f}x"),
+        ("peak RSS MB, training, bf16 autocast", f"{bf16['peak_rss_mb']:.0f}", f"OpenNMT-py {peer.get('peak_rss_mb', float('nan')):.0f}",
+         f"{bf16['peak_rss_mb'] / peer.get('peak_rss_mb', float('nan')):.2f}x"),
     ]
     width = max(len(x[0]) for x in rows)
     print(f"{'measure':<{width}}  {'s2s':>10}  {'baseline':>22}  ratio")

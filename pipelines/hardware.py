@@ -4,7 +4,9 @@
 at the sizes of the shipped pipelines a GPU step is bound by kernel launches, not arithmetic,
 and autocast's extra cast kernels made bf16 slower than fp32 on an H100 (bench/gpu.py). bf16
 still halves activation memory; fp16 needs a gradient scaler (its range is too small for raw
-gradients), bf16 does not.
+gradients), bf16 does not. On a CPU with native bf16 matrix units (AVX512-BF16 or AMX) the
+opposite holds: bf16 products run about 3.5x the fp32 rate and the output layer dominates an
+update, so `precision = auto` picks bf16 there (bench/translation.py) and fp32 everywhere else.
 """
 from __future__ import annotations
 
@@ -27,8 +29,15 @@ def pick_device(setting: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
+def native_cpu_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware; without it bf16 is emulated and slower than fp32."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 def pick_precision(setting: str, device: torch.device) -> str:
-    """The precision to run in; fp16 only on a GPU."""
+    """The precision to run in: `auto` resolved for this machine; fp16 only on a GPU."""
+    if setting == "auto":
+        return "bf16" if device.type == "cpu" and native_cpu_bf16() else "fp32"
     if setting == "fp16" and device.type != "cuda":
         raise UserError("train.precision = fp16 needs a GPU (its gradient scaler is CUDA-only); "
                         "use bf16 or fp32 on the CPU")

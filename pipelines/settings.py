@@ -81,8 +81,9 @@ CORE_SCHEMA: dict[str, dict[str, Key]] = {
         "patience": Key(5, int, help="early stopping: evaluations without improvement"),
         "threads": Key(0, int, help="torch CPU threads (0 = torch's default; with --nproc N, cores / N)"),
         "device": Key("auto", str, ("auto", "cpu", "cuda"), "auto: the GPU when torch sees one, else the CPU"),
-        "precision": Key("fp32", str, ("fp32", "bf16", "fp16"),
-                         "bf16/fp16: autocast (fp16 with a gradient scaler; GPU only); see bench/gpu.py before switching"),
+        "precision": Key("fp32", str, ("fp32", "bf16", "fp16", "auto"),
+                         "bf16/fp16: autocast (fp16 with a gradient scaler; GPU only); auto: bf16 on a CPU with native "
+                         "bf16 (AVX512-BF16/AMX), else fp32"),
         "accumulate": Key(1, int, help="batches per update (gradient accumulation); updates take accumulate x processes batches"),
         "dist_timeout": Key(300.0, float, help="seconds a process waits for the others (--nproc/torchrun) before stopping with an error"),
         "coverage_weight": Key(1.0, float, help="weight of the coverage loss (model.coverage)"),

@@ -10,7 +10,7 @@ import torch
 
 from conftest import assert_user_error, run_cli
 from pipelines.errors import UserError
-from pipelines.hardware import pick_device, pick_precision
+from pipelines.hardware import native_cpu_bf16, pick_device, pick_precision
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -22,6 +22,11 @@ def test_cpu_defaults_are_exact_fp32():
     with pytest.raises(UserError, match="fp16 needs a GPU"):
         pick_precision("fp16", cpu)
     assert pick_device("cpu").type == "cpu"
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_bf16_natively():
+    assert pick_precision("auto", torch.device("cpu")) == ("bf16" if native_cpu_bf16() else "fp32")
+    assert pick_precision("auto", torch.device("cuda")) == "fp32"   # launch-bound on a GPU (bench/gpu.py)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
