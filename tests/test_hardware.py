@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 import torch
 
 from conftest import assert_user_error, run_cli
 from pipelines.errors import UserError
-from pipelines.hardware import native_cpu_bf16, pick_device, pick_precision
+from pipelines.hardware import KERNEL_CACHE_VARIABLES, autocast, native_cpu_bf16, pick_device, pick_precision
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -27,6 +28,17 @@ def test_cpu_defaults_are_exact_fp32():
 def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_bf16_natively():
     assert pick_precision("auto", torch.device("cpu")) == ("bf16" if native_cpu_bf16() else "fp32")
     assert pick_precision("auto", torch.device("cuda")) == "fp32"   # launch-bound on a GPU (bench/gpu.py)
+
+
+def test_cpu_bf16_bounds_the_onednn_kernel_caches_and_keeps_a_users_own_value(monkeypatch):
+    monkeypatch.delenv(KERNEL_CACHE_VARIABLES[0], raising=False)
+    monkeypatch.setenv(KERNEL_CACHE_VARIABLES[1], "7")
+    with autocast(torch.device("cpu"), "fp32"):
+        assert KERNEL_CACHE_VARIABLES[0] not in os.environ   # fp32 never goes through oneDNN's bf16 kernels
+    with autocast(torch.device("cpu"), "bf16"):
+        assert torch.is_autocast_enabled("cpu")
+    assert os.environ[KERNEL_CACHE_VARIABLES[0]] == "64"
+    assert os.environ[KERNEL_CACHE_VARIABLES[1]] == "7"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
