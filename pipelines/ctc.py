@@ -43,3 +43,31 @@ class CTCHead(nn.Module):
 def joint_loss(attention: Tensor, ctc: Tensor, weight: float) -> Tensor:
     """(1 - w) * attention + w * CTC, both summed over the batch."""
     return (1.0 - weight) * attention + weight * ctc
+
+
+def best_path(log_probs: Tensor, lengths: Tensor) -> list[list[int]]:
+    """Greedy CTC decoding: the arg-max token of each of the first `lengths[b]` steps, repeats merged and
+    blanks dropped. log_probs (B, S, V) (or logits: only the arg-max matters)."""
+    best = log_probs.argmax(-1).tolist()
+    out = []
+    for row, length in zip(best, lengths.tolist()):
+        path = row[:length]
+        out.append([t for j, t in enumerate(path) if t != BLANK and (j == 0 or t != path[j - 1])])
+    return out
+
+
+def sequence_log_probs(log_probs: Tensor, lengths: Tensor, candidates: list[list[int]]) -> Tensor:
+    """log P_ctc(y | x) of each candidate token sequence (without </s>) under the per-step log-probabilities
+    (N, S, V) of its utterance (row n of log_probs belongs to candidate n); -inf where no alignment fits."""
+    n = len(candidates)
+    if n == 0:
+        return log_probs.new_zeros(0)
+    width = max(1, max(len(c) for c in candidates))
+    targets = torch.zeros(n, width, dtype=torch.long, device=log_probs.device)
+    for i, c in enumerate(candidates):
+        if c:
+            targets[i, : len(c)] = torch.tensor(c, device=log_probs.device)
+    target_lengths = torch.tensor([len(c) for c in candidates], device=log_probs.device)
+    nll = F.ctc_loss(log_probs.float().transpose(0, 1), targets, lengths.to(log_probs.device), target_lengths,
+                     blank=BLANK, reduction="none", zero_infinity=False)
+    return -nll

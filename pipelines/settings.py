@@ -99,6 +99,9 @@ CORE_SCHEMA: dict[str, dict[str, Key]] = {
         "min_length": Key(0, int, help="no </s> before this many tokens"),
         "no_repeat_ngram": Key(0, int, help="block repeating any n-gram of this size (0 = off)"),
         "coverage_penalty": Key(0.0, float, help="beta of the GNMT coverage penalty (0 = off)"),
+        "ctc_weight": Key(0.0, float, help="decode with the joint CTC head (train.ctc_weight > 0): 1 = its greedy best "
+                                           "path alone; 0 < w < 1 = the attention n-best plus that path rescored by "
+                                           "(1 - w) log P_att + w log P_ctc; 0 = attention only"),
     },
 }
 

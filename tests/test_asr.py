@@ -15,14 +15,15 @@ import torch
 from conftest import DATA, assert_user_error, run_cli
 from pipelines import UserError
 from pipelines.checkpoint import read_checkpoint
-from pipelines.ctc import joint_loss
+from pipelines.ctc import best_path, joint_loss, sequence_log_probs
+from pipelines.inference import ctc_rescore
 from pipelines.model import Seq2Seq
 from pipelines.registry import discover_tasks, get_task_class
 from pipelines.settings import CORE_SCHEMA
 from pipelines.loss import sequence_loss
 from pipelines.workflows import resolve_pipeline
 from plugins.asr.audio import read_audio
-from plugins.asr.digits import CHANNEL_SNR, DigitsConfig, build, channel
+from plugins.asr.digits import CHANNEL_SNR, PEAK_DC_STEPS, PEAK_LEVELS, DigitsConfig, build, channel
 from plugins.asr.digits import main as digits_main
 from plugins.asr.features import AudioFrontend, LogMel, SpecAugment, clip_features, subsampled_length
 from plugins.asr.text import label_text, normalize_text
@@ -145,6 +146,36 @@ def test_stereo_44k_is_mixed_down_and_resampled(tmp_path):
     assert torch.corrcoef(torch.stack([wave[100:7800], mono[100:7800]]))[0, 1] > 0.99   # the same tone
 
 
+def test_front_end_band_floor_and_normalisation_options(tmp_path):
+    """fmax drops the band above it (a 3 kHz tone is invisible to a 0-2 kHz filterbank), floor_db limits the
+    log range below the loudest bin, and the three normalisations hold their own invariants."""
+    rate = 8000
+    t = torch.arange(4000) / rate
+    low, high = 0.3 * torch.sin(2 * math.pi * 500 * t), 0.3 * torch.sin(2 * math.pi * 3000 * t)
+    banded, full = LogMel(rate, 40, fmax=2000.0), LogMel(rate, 40)
+    assert float(banded.mel.mel_scale.fb[round(2100 / rate * banded.n_fft):].abs().sum()) == 0.0
+    added = lambda extractor: float(extractor.mel(low + high).sum() / extractor.mel(low).sum())
+    assert added(banded) < 1.01 and added(full) > 1.5                     # the 3 kHz tone is outside 0-2 kHz
+    low = torch.from_numpy(tone(0.5, rate, 500.0))
+    quiet = torch.cat([torch.zeros(2000) + 1e-5 * torch.randn(2000), low])
+    floored = LogMel(rate, 40, floor_db=30.0, normalize="utterance")
+    plain = LogMel(rate, 40, normalize="utterance")
+    x = floored(quiet)
+    at_floor = lambda x: float((x <= x.min() + 1e-4).float().mean())
+    assert torch.allclose(x[:15], x.min().expand(15, 40)) and at_floor(x) > 0.3 > at_floor(plain(quiet))
+    assert abs(float(x.mean())) < 1e-4 and abs(float(x.std(unbiased=False)) - 1) < 1e-3
+    m = LogMel(rate, 40, normalize="mean")(quiet)
+    assert torch.allclose(m.mean(0), torch.zeros(40), atol=1e-4) and abs(float(m.std(unbiased=False)) - 1) < 1e-3
+    b = LogMel(rate, 40)(quiet)
+    assert torch.allclose(b.std(0, unbiased=False)[5:30], torch.ones(25), atol=1e-3)
+    path = wav(tmp_path / "a.wav", 0.5, rate)
+    assert not torch.equal(clip_features(path, rate, 40), clip_features(path, rate, 40, fmax=2000.0))  # cached apart
+    with pytest.raises(UserError, match="audio.fmin"):
+        LogMel(rate, 40, fmax=5000.0)
+    with pytest.raises(UserError, match="audio.normalize"):
+        LogMel(rate, 40, normalize="global")
+
+
 def test_spec_augment_only_in_training():
     torch.manual_seed(0)
     augment = SpecAugment(2, 10, 2, 10, 0.2)
@@ -233,6 +264,39 @@ def test_channel_perturbation_adds_noise_at_the_drawn_snr_and_requantises_to_8_b
     assert torch.equal(coarse * 128, torch.round(coarse * 128)) and (coarse - clean).abs().max() <= 1 / 128
 
 
+def test_peak_requantisation_gives_any_clip_few_levels_and_a_dc_offset():
+    """quantize_mode peak: a loud and a very quiet clip (theo's peaks are near 0.03) both come out with
+    16-128 levels over their own range, on a grid shifted by a DC offset, as an 8-bit recording would."""
+    import random
+    for scale in (1.0, 0.1):
+        clean = torch.from_numpy(tone(0.5, 8000)) * scale
+        coarse = channel(clean, random.Random(5), 0.0, 1.0, "peak")
+        levels = torch.unique(coarse)
+        assert 8 <= levels.numel() <= PEAK_LEVELS[1] + 2
+        step = float((levels[1:] - levels[:-1]).min())
+        assert PEAK_LEVELS[0] <= round(2 * float(clean.abs().max()) / step) <= PEAK_LEVELS[1]
+        assert torch.allclose(coarse / step, torch.round(coarse / step), atol=1e-3)   # one grid of steps
+        assert (coarse - clean).abs().max() <= (PEAK_DC_STEPS + 0.5) * step + 1e-6
+    draws = [float(channel(torch.zeros(100) + 1e-3 * torch.randn(100), random.Random(i), 0.0, 1.0, "peak").mean())
+             for i in range(20)]
+    assert len({round(d, 6) for d in draws}) > 5 and min(draws) < 0 < max(draws)   # random DC, both signs
+    with pytest.raises(UserError, match="quantize mode"):
+        channel(clean, random.Random(0), 0.0, 1.0, "bits")
+
+
+def test_validation_speaker_is_left_out_of_training(tmp_path, fsdd_subset):
+    config = DigitsConfig(seed=3, train=10, validation=4, test=3, test_speaker="theo", validation_speaker="lucas")
+    info = build(fsdd_subset, tmp_path / "out", config)
+    speakers = lambda split: {l.split("\t")[2] for l in (tmp_path / "out" / f"{split}.tsv").read_text().splitlines()[1:]}
+    assert speakers("validation") == {"lucas"} and speakers("train") == {"george"} and speakers("test") == {"theo"}
+    assert info["config"]["validation_speaker"] == "lucas"
+    with pytest.raises(UserError, match="validation speaker"):
+        build(fsdd_subset, tmp_path / "bad", DigitsConfig(seed=3, train=2, validation=2, test=2, test_speaker="theo",
+                                                          validation_speaker="theo"))
+    task = asr_task("data.digits_validation_speaker=george", "data.digits_quantize_mode=peak")
+    assert task._digits_config().validation_speaker == "george" and task._digits_config().quantize_mode == "peak"
+
+
 def test_channel_perturbation_touches_only_training_utterances(tmp_path, fsdd_subset):
     plain = build(fsdd_subset, tmp_path / "plain", DigitsConfig(seed=3, train=6, validation=3, test=3))
     build(fsdd_subset, tmp_path / "noisy", DigitsConfig(seed=3, train=6, validation=3, test=3, noise=1.0, quantize=1.0))
@@ -301,6 +365,51 @@ def test_ctc_uses_subsampled_lengths():
     assert torch.allclose(together, alone, rtol=1e-4)
 
 
+def test_ctc_best_path_and_sequence_scores():
+    """Greedy CTC merges repeats and drops blanks within each row's length; the sequence score is
+    log P_ctc(y | x), the sum over alignments, equal to minus F.ctc_loss."""
+    steps = [[0, 5, 5, 0, 5, 6, 6, 0, 7], [4, 4, 0, 4, 0, 0, 0, 0, 0]]
+    log_probs = torch.log_softmax(10 * torch.nn.functional.one_hot(torch.tensor(steps), 9).float(), -1)
+    assert best_path(log_probs, torch.tensor([9, 4])) == [[5, 5, 6, 7], [4, 4]]
+    assert best_path(log_probs, torch.tensor([2, 2])) == [[5], [4]]
+    scores = sequence_log_probs(log_probs, torch.tensor([9, 4]), [[5, 5, 6, 7], [4]])
+    assert scores[0] > -1.0 > scores[1]                                        # the best path is likely, [4] is not
+    assert torch.isinf(sequence_log_probs(log_probs[:1], torch.tensor([2]), [[5, 6, 7]])).all()   # too long to fit
+    expected = -torch.nn.functional.ctc_loss(log_probs[:1].transpose(0, 1), torch.tensor([[5, 5, 6, 7]]),
+                                             torch.tensor([9]), torch.tensor([4]), reduction="sum")
+    assert torch.allclose(scores[0], expected)
+
+
+def test_ctc_weighted_decoding_rescores_the_attention_n_best():
+    """search.ctc_weight = 1 returns the CTC head's best path; 0 < w < 1 ranks the attention hypotheses plus
+    that path by (1 - w) log P_att + w log P_ctc."""
+    from pipelines.search import Hypothesis, beam_search
+    torch.manual_seed(0)
+    model = Seq2Seq(frontend(), model_settings(), 10, ctc=True).eval()
+    feats, lengths = torch.randn(2, 40, 80), torch.tensor([40, 23])
+    with torch.no_grad():
+        memory = model.encode(feats, lengths)
+        log_probs = torch.log_softmax(model.ctc.proj(memory.states), -1)
+    paths = best_path(log_probs, memory.mask.sum(1))
+    alone = ctc_rescore(model, memory, None, 1.0, 1)
+    assert [h[0].tokens for h in alone] == [p + [3] for p in paths]
+    hyps = beam_search(model, memory, torch.tensor([6, 6]), 2, 3, beam=3, n_best=3)
+    for weight in (0.3, 0.9):
+        joint = ctc_rescore(model, memory, hyps, weight, 5)
+        for b in range(2):
+            found = {tuple(t for t in h.tokens if t != 3) for h in hyps[b]} | {tuple(paths[b])}
+            assert {tuple(h.tokens[:-1]) for h in joint[b]} == found and all(h.tokens[-1] == 3 for h in joint[b])
+            assert [h.score for h in joint[b]] == sorted((h.score for h in joint[b]), reverse=True)
+            # recompute the best candidate's joint score by hand
+            best = list(joint[b][0].tokens)
+            inputs, gold = torch.tensor([[2] + best[:-1]]), torch.tensor([best])
+            with torch.no_grad():
+                logits, _ = model.decoder(inputs, memory.select(torch.tensor([b])))
+            att = torch.log_softmax(logits, -1).gather(2, gold.unsqueeze(-1)).sum()
+            ctc = sequence_log_probs(log_probs[b:b + 1], memory.mask[b:b + 1].sum(1), [best[:-1]])[0]
+            assert joint[b][0].score == pytest.approx(float((1 - weight) * att + weight * ctc), abs=1e-3)
+
+
 # -- the demo through the real CLI ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, request) -> tuple[Path, dict]:
@@ -330,6 +439,12 @@ def test_demo_trains_with_ctc_evaluates_and_predicts(demo_run, tmp_path):
     lines = result.stdout.splitlines()
     vocabulary = {label_text(str(d)) for d in range(10)}
     assert len(lines) == 2 and all(set(l.split()) <= vocabulary for l in lines)
+    for weight in ("1", "0.5"):   # CTC-only and joint CTC/attention decoding, chosen at evaluation time
+        result = run_cli("evaluate", str(run), "--json", "--set", f"search.ctc_weight={weight}", env=env)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["examples"] == 16
+    result = run_cli("evaluate", str(run), "--set", "search.ctc_weight=1.5", env=env)
+    assert result.returncode == 2 and "search.ctc_weight" in result.stderr
 
 
 def test_predict_names_a_corrupt_file(demo_run, tmp_path):

@@ -7,10 +7,17 @@ takes n < 5 and train from the rest, so no clip is shared between splits. An utt
 digits, 0.1-0.3 s at either end) and a faint noise floor; a training utterance is also sped up or
 slowed down by a random factor of 0.9-1.1 (tempo and pitch, as in Kaldi's speed perturbation).
 Optionally (`noise`, `quantize`, off by default) each training clip is also passed through a random
-recording channel before it is strung in: white noise at 10-40 dB SNR and/or 8-bit requantisation,
+recording channel before it is strung in: white noise at 10-40 dB SNR and/or requantisation,
 because a new speaker's clips come from a new microphone and sound card (FSDD's `nicolas` is 8-bit with
 a noise floor near -36 dBFS; the other four are clean 16-bit), and a model that never heard noise inside
-a digit reads it as fricatives.
+a digit reads it as fricatives. Requantisation (`quantize_mode`) is either to 8 bits of full scale
+("full_scale": steps of 1/128, with dither; a quiet speaker such as theo, peaks near 0.03, keeps only
+a few levels) or relative to the clip's own peak ("peak": a random 16-128 levels across [-peak, peak],
+no dither, after a random DC offset of up to 1.5 steps), which is what an 8-bit recording of any
+loudness looks like (nicolas: about 52-62 levels per clip, DC about -0.9 step).
+With `validation_speaker` set, validation comes from that speaker alone (all takes) and training from
+the remaining speakers (all takes), so validation measures how well a model hears a voice it never
+heard, as the test does.
 Each is transcribed as the spoken words ("three one four").
 Everything follows from the seed: the same folder and settings give byte-identical output.
 
@@ -48,7 +55,10 @@ CLIP_NAME = re.compile(r"^(?P<label>[^_]+)_(?P<speaker>[^_]+)_(?P<n>\d+)$")
 NOISE_LEVEL = 3e-4        # standard deviation of the noise floor (full scale = 1)
 SPEEDS = (0.9, 0.95, 1.0, 1.05, 1.1)   # speed perturbation factors of training utterances
 CHANNEL_SNR = (10.0, 40.0)  # dB range of the white noise added to a training clip (`noise`)
-QUANTIZE_LEVELS = 128       # `quantize`: 8-bit linear PCM, steps of 1/128 of full scale
+QUANTIZE_LEVELS = 128       # `quantize`, full_scale: 8-bit linear PCM, steps of 1/128 of full scale
+PEAK_LEVELS = (16, 128)     # `quantize`, peak: levels across the clip's own [-peak, peak]
+PEAK_DC_STEPS = 1.5         # `quantize`, peak: DC offset up to this many quantisation steps either way
+QUANTIZE_MODES = ("full_scale", "peak")
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,9 @@ class DigitsConfig:
     sample_rate: int = 8000
     speed_perturb: bool = True     # train only: tempo and pitch x 0.9-1.1, a cheap stand-in for more speakers
     noise: float = 0.0             # train only: share of clips given white noise at 10-40 dB SNR (a noisier channel)
-    quantize: float = 0.0          # train only: share of clips requantised to 8 bits (a cheaper sound card)
+    quantize: float = 0.0          # train only: share of clips requantised (a cheaper sound card)
+    quantize_mode: str = "full_scale"   # full_scale: 8 bits of full scale; peak: 16-128 levels over the clip's peak
+    validation_speaker: str = ""   # "" = validation from every non-test speaker's takes 0-4; else that speaker alone
 
 
 @dataclass(frozen=True)
@@ -95,11 +107,19 @@ def pick_test_speaker(speakers: list[str], config: DigitsConfig) -> str:
     return random.Random(config.seed).choice(sorted(speakers))
 
 
-def _pools(clips: list[Clip], test_speaker: str) -> dict[str, dict[str, list[Clip]]]:
+def _pools(clips: list[Clip], test_speaker: str, validation_speaker: str = "") -> dict[str, dict[str, list[Clip]]]:
     """split -> speaker -> clips."""
     others = [c for c in clips if c.speaker != test_speaker]
-    chosen = {"train": [c for c in others if c.take >= 5], "validation": [c for c in others if c.take < 5],
-              "test": [c for c in clips if c.speaker == test_speaker]}
+    if validation_speaker:
+        speakers = sorted({c.speaker for c in others})
+        if validation_speaker not in speakers or len(speakers) < 2:
+            raise UserError(f"validation speaker {validation_speaker!r}: must be one of the training speakers "
+                            f"({', '.join(speakers)}) and leave at least one other for training")
+        chosen = {"train": [c for c in others if c.speaker != validation_speaker],
+                  "validation": [c for c in others if c.speaker == validation_speaker]}
+    else:
+        chosen = {"train": [c for c in others if c.take >= 5], "validation": [c for c in others if c.take < 5]}
+    chosen["test"] = [c for c in clips if c.speaker == test_speaker]
     pools: dict[str, dict[str, list[Clip]]] = {}
     for split, members in chosen.items():
         for clip in members:
@@ -111,16 +131,26 @@ def _silence(rng: random.Random, low: float, high: float, rate: int) -> torch.Te
     return torch.zeros(int(rng.uniform(low, high) * rate))
 
 
-def channel(wave: torch.Tensor, rng: random.Random, noise: float, quantize: float) -> torch.Tensor:
+def channel(wave: torch.Tensor, rng: random.Random, noise: float, quantize: float,
+            mode: str = "full_scale") -> torch.Tensor:
     """One clip through a random recording channel: with probability `noise` white noise at an SNR drawn
-    from CHANNEL_SNR, then with probability `quantize` 8-bit requantisation (with a little dither, so a
-    quiet clip keeps some detail). Draws nothing from `rng` for a probability of 0, so builds without
-    the option stay byte-identical."""
+    from CHANNEL_SNR, then with probability `quantize` requantisation: `mode` full_scale, 8 bits of full
+    scale with a little dither (so a quiet clip keeps some detail); peak, a random number of levels in
+    PEAK_LEVELS across the clip's own [-peak, peak] after a DC offset of up to PEAK_DC_STEPS steps, no
+    dither. Draws nothing from `rng` for a probability of 0, so builds without the option stay
+    byte-identical."""
+    if mode not in QUANTIZE_MODES:
+        raise UserError(f"quantize mode {mode!r}: choose one of {', '.join(QUANTIZE_MODES)}")
     if noise and rng.random() < noise:
         snr = rng.uniform(*CHANNEL_SNR)
         gen = torch.Generator().manual_seed(rng.getrandbits(62))
         wave = wave + wave.pow(2).mean().sqrt() * 10 ** (-snr / 20) * torch.randn(wave.numel(), generator=gen)
     if quantize and rng.random() < quantize:
+        if mode == "peak":
+            levels = rng.randint(*PEAK_LEVELS)
+            step = 2.0 * max(float(wave.abs().max()), 1e-4) / levels
+            offset = rng.uniform(-PEAK_DC_STEPS, PEAK_DC_STEPS) * step
+            return torch.round((wave + offset) / step) * step
         gen = torch.Generator().manual_seed(rng.getrandbits(62))
         dither = (torch.rand(wave.numel(), generator=gen) - 0.5) / QUANTIZE_LEVELS
         wave = torch.round((wave + dither) * QUANTIZE_LEVELS) / QUANTIZE_LEVELS
@@ -137,7 +167,8 @@ def _utterance(pool: dict[str, list[Clip]], rng: random.Random, config: DigitsCo
     for i, clip in enumerate(picks):
         if clip.path not in audio:
             audio[clip.path] = read_audio(clip.path, rate)
-        wave = channel(audio[clip.path], channel_rng, config.noise, config.quantize) if perturb else audio[clip.path]
+        wave = (channel(audio[clip.path], channel_rng, config.noise, config.quantize, config.quantize_mode)
+                if perturb else audio[clip.path])
         parts += ([_silence(rng, 0.05, 0.35, rate)] if i else []) + [wave]
     parts.append(_silence(rng, 0.1, 0.3, rate))
     wave = torch.cat(parts)
@@ -158,7 +189,7 @@ def _build(source: Path, out: Path, config: DigitsConfig) -> dict:
     clips = scan_clips(source)
     speakers = sorted({c.speaker for c in clips})
     test_speaker = speakers[0] if len(speakers) == 1 else pick_test_speaker(speakers, config)
-    pools = _pools(clips, test_speaker)
+    pools = _pools(clips, test_speaker, config.validation_speaker if len(speakers) > 1 else "")
     rng = random.Random(config.seed)
     channel_rng = random.Random(f"{config.seed}:channel")   # its own stream: the channel options never change which digits are drawn
     audio: dict[Path, torch.Tensor] = {}
@@ -219,10 +250,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", type=float, default=DigitsConfig.noise,
                         help="share of training clips given white noise at 10-40 dB SNR")
     parser.add_argument("--quantize", type=float, default=DigitsConfig.quantize,
-                        help="share of training clips requantised to 8 bits")
+                        help="share of training clips requantised")
+    parser.add_argument("--quantize-mode", choices=QUANTIZE_MODES, default=DigitsConfig.quantize_mode,
+                        help="full_scale: 8 bits of full scale; peak: 16-128 levels over each clip's own peak, DC offset")
+    parser.add_argument("--validation-speaker", default="",
+                        help="validation from this speaker alone, who is then left out of training")
     args = parser.parse_args(argv)
     config = DigitsConfig(args.seed, args.test_speaker, args.train, args.validation, args.test,
-                          args.max_digits, args.sample_rate, not args.no_speed_perturb, args.noise, args.quantize)
+                          args.max_digits, args.sample_rate, not args.no_speed_perturb, args.noise, args.quantize,
+                          args.quantize_mode, args.validation_speaker)
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         info = build(args.source, args.out, config)

@@ -1,9 +1,13 @@
 """Audio front-end: log-mel features (computed once per clip, cached in memory), SpecAugment, and
 convolutional subsampling (4x in time) that feeds the engine's RNN encoder.
 
-Features: 25 ms Hann windows every 10 ms, `n_mels` mel bins, log(mel + 1e-6), then per-utterance
-normalisation (each bin to zero mean and unit variance over the clip's frames), which removes the
-recording's gain and channel colouring.
+Features: 25 ms Hann windows every 10 ms, `n_mels` mel bins between `fmin` and `fmax` Hz, log(mel + 1e-6),
+optionally a floor `floor_db` below the utterance's loudest bin (a recording's noise floor, whatever it is,
+then reads as the same flat floor), then per-utterance normalisation: `normalize` = "bin" (each bin to zero
+mean and unit variance over the clip's frames, removing the recording's gain and channel colouring),
+"mean" (each bin to zero mean, one variance over all bins: a band that holds only a steady noise floor
+stays flat instead of having its small fluctuations scaled up to unit variance), or "utterance" (one mean
+and one variance over all bins and frames).
 """
 from __future__ import annotations
 
@@ -16,41 +20,69 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
+from pipelines import UserError
+
 from .audio import read_audio
 
 _EPS = 1e-6
 
 
-class LogMel:
-    """Waveform (N,) at `sample_rate` -> normalised log-mel frames (T, n_mels)."""
+NORMALIZE = ("bin", "mean", "utterance")
 
-    def __init__(self, sample_rate: int, n_mels: int):
+
+class LogMel:
+    """Waveform (N,) at `sample_rate` -> normalised log-mel frames (T, n_mels) (see the module docstring)."""
+
+    def __init__(self, sample_rate: int, n_mels: int, fmin: float = 0.0, fmax: float = 0.0, normalize: str = "bin",
+                 floor_db: float = 0.0):
+        if normalize not in NORMALIZE:
+            raise UserError(f"audio.normalize = {normalize!r}: choose one of {', '.join(NORMALIZE)}")
+        top = fmax or sample_rate / 2
+        if not 0.0 <= fmin < top <= sample_rate / 2 or floor_db < 0:
+            raise UserError(f"audio.fmin = {fmin}, audio.fmax = {fmax}, audio.floor_db = {floor_db}: need "
+                            f"0 <= fmin < fmax <= {sample_rate / 2:g} (fmax 0 = half the sample rate) and floor_db >= 0")
         win, self.hop = round(0.025 * sample_rate), round(0.010 * sample_rate)
         self.n_fft = max(512, 2 ** math.ceil(math.log2(win)))
         self.mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=self.n_fft, win_length=win,
-                                                        hop_length=self.hop, n_mels=n_mels)
+                                                        hop_length=self.hop, n_mels=n_mels, f_min=fmin, f_max=top)
+        self.normalize, self.floor = normalize, floor_db * math.log(10.0) / 10.0   # dB -> natural-log power
 
     def __call__(self, wave: Tensor) -> Tensor:
         if wave.numel() < self.n_fft:   # the centred STFT's reflect padding needs at least n_fft/2 + 1 samples
             wave = torch.nn.functional.pad(wave, (0, self.n_fft - wave.numel()))
         x = torch.log(self.mel(wave) + _EPS).T
-        return (x - x.mean(0)) / (x.std(0, unbiased=False) + 1e-5)
+        if self.floor:
+            x = x.clamp(min=float(x.max()) - self.floor)
+        if self.normalize == "utterance":
+            return (x - x.mean()) / (x.std(unbiased=False) + 1e-5)
+        x = x - x.mean(0)
+        if self.normalize == "mean":
+            return x / (x.std(unbiased=False) + 1e-5)
+        return x / (x.std(0, unbiased=False) + 1e-5)
 
 
-_extractors: dict[tuple[int, int], LogMel] = {}
+_extractors: dict[tuple, LogMel] = {}
 _cache: dict[tuple, Tensor] = {}
 
 
-def clip_features(path: Path, sample_rate: int, n_mels: int) -> Tensor:
+def clip_features(path: Path, sample_rate: int, n_mels: int, fmin: float = 0.0, fmax: float = 0.0,
+                  normalize: str = "bin", floor_db: float = 0.0) -> Tensor:
     """Features of one audio file, computed once per process (keyed by path, size, mtime and settings)."""
     path = Path(path)
     stat = path.stat() if path.is_file() else None
-    key = (str(path.resolve()), stat and stat.st_size, stat and stat.st_mtime_ns, sample_rate, n_mels)
+    options = (sample_rate, n_mels, fmin, fmax, normalize, floor_db)
+    key = (str(path.resolve()), stat and stat.st_size, stat and stat.st_mtime_ns, *options)
     if key not in _cache:
-        if (sample_rate, n_mels) not in _extractors:
-            _extractors[sample_rate, n_mels] = LogMel(sample_rate, n_mels)
-        _cache[key] = _extractors[sample_rate, n_mels](read_audio(path, sample_rate))
+        if options not in _extractors:
+            _extractors[options] = LogMel(*options)
+        _cache[key] = _extractors[options](read_audio(path, sample_rate))
     return _cache[key]
+
+
+def audio_features(path: Path, audio: dict) -> Tensor:
+    """`clip_features` with a pipeline's `audio` settings: the one path training, scoring and predict share."""
+    return clip_features(path, audio["sample_rate"], audio["n_mels"], audio["fmin"], audio["fmax"],
+                         audio["normalize"], audio["floor_db"])
 
 
 @contextmanager

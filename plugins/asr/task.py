@@ -24,8 +24,8 @@ from pipelines.hub import is_hub_spec
 
 from .audio import AUDIO_SUFFIXES, AudioError
 from .data import Row, normalized, read_clip_folder, read_manifest, select_part, split_part
-from .digits import DigitsConfig, cached_build
-from .features import AudioFrontend, SpecAugment, clip_features, one_thread, subsampled_length
+from .digits import QUANTIZE_MODES, DigitsConfig, cached_build
+from .features import NORMALIZE, AudioFrontend, SpecAugment, audio_features, one_thread, subsampled_length
 from .text import normalize_text
 
 DIGITS_PREFIX = "digits:"
@@ -39,7 +39,7 @@ class AudioSource(SourceSide):
 
     def encode(self, sources: Sequence[str]) -> list[Tensor]:
         with one_thread():
-            return [clip_features(Path(s), self.audio["sample_rate"], self.audio["n_mels"]) for s in sources]
+            return [audio_features(Path(s), self.audio) for s in sources]
 
     def length(self, item: Tensor) -> int:
         """Encoder steps after 4x subsampling, so token-budget batches count what the RNN sees."""
@@ -77,11 +77,25 @@ class SpeechRecognitionTask(Task):
         "digits_max": Key(7, int, help="connected digits: most digits per utterance"),
         "digits_noise": Key(0.0, float, help="connected digits: share of training clips given white noise at "
                                              "10-40 dB SNR (a new speaker's noisier channel)"),
-        "digits_quantize": Key(0.0, float, help="connected digits: share of training clips requantised to 8 bits"),
+        "digits_quantize": Key(0.0, float, help="connected digits: share of training clips requantised "
+                                                "(data.digits_quantize_mode)"),
+        "digits_quantize_mode": Key("full_scale", str, QUANTIZE_MODES,
+                                    "connected digits: full_scale = 8 bits of full scale (with dither); peak = a random "
+                                    "16-128 levels over each clip's own peak after a random DC offset, as an 8-bit "
+                                    "recording of any loudness"),
+        "digits_validation_speaker": Key("", str, help="connected digits: validation from this speaker alone, left out "
+                                                       "of training ('' = every training speaker's takes 0-4)"),
     }
     extra_settings = {"audio": {
         "sample_rate": Key(16000, int, help="audio is resampled to this rate (Hz) before features"),
         "n_mels": Key(80, int, help="log-mel bins (25 ms windows every 10 ms)"),
+        "fmin": Key(0.0, float, help="lowest frequency of the mel filterbank (Hz)"),
+        "fmax": Key(0.0, float, help="highest frequency of the mel filterbank (Hz; 0 = half the sample rate)"),
+        "floor_db": Key(0.0, float, help="floor the log-mel features this many dB below the utterance's loudest bin, "
+                                         "so any recording's noise floor reads alike (0 = off)"),
+        "normalize": Key("bin", str, NORMALIZE, "per-utterance normalisation: bin = each bin to zero mean and unit "
+                                                "variance; mean = each bin to zero mean, one variance for all bins; "
+                                                "utterance = one mean and variance"),
         "warp": Key(0.0, float, help="VTLP: training spectra are warped by a random factor in [1 - warp, 1 + warp], "
                                      "standing in for unseen speakers' vocal tracts (0 = off)"),
         "freq_masks": Key(2, int, help="SpecAugment: frequency masks per utterance (training only)"),
@@ -115,7 +129,8 @@ class SpeechRecognitionTask(Task):
         d = self.settings["data"]
         return DigitsConfig(d["digits_seed"], d["digits_test_speaker"], d["digits_train"], d["digits_validation"],
                             d["digits_test"], d["digits_max"], self.settings["audio"]["sample_rate"],
-                            noise=d["digits_noise"], quantize=d["digits_quantize"])
+                            noise=d["digits_noise"], quantize=d["digits_quantize"],
+                            quantize_mode=d["digits_quantize_mode"], validation_speaker=d["digits_validation_speaker"])
 
     def _decoded(self, rows: list[Row], spec: str) -> datasets.Dataset:
         """Decode every clip now (features are cached for training); bad files stop or are skipped and counted."""
@@ -124,7 +139,7 @@ class SpeechRecognitionTask(Task):
         for row in rows:
             try:
                 with one_thread():
-                    clip_features(row.audio, audio["sample_rate"], audio["n_mels"])
+                    audio_features(row.audio, audio)
             except AudioError as err:
                 message = f"{row.where}: {err}" if row.where else str(err)
                 if not self.settings["data"]["skip_bad_audio"]:
