@@ -2,7 +2,8 @@
 
 `last`: c = h_T (the encoder's final states are the decoder's initial states).
 `linear`: c = q(h_T) = tanh(W h_T), per layer.
-`pool`: c = q(h_1..h_T) = tanh(W pool(h_j)) with mean or max over valid steps.
+`pool`: c = q(h_1..h_T) = tanh(W pool(h_j)) with mean or max over valid steps, or (`max_mean`) both side by
+side, tanh(W [max_j h_j; mean_j h_j]) (as InferSent/ULMFiT concatenate pools for classification).
 `attention`: c = q(h_1..h_T) = sum_j a_j h_j, a = softmax_j(u . tanh(W h_j + b)) over valid steps,
 with u a learned query (attention pooling); the initial state is c per layer, as for `pool`.
 """
@@ -12,10 +13,14 @@ import torch
 from torch import Tensor, nn
 
 from .encoder import State
+from .errors import UserError
 
 
 def pool_states(states: Tensor, mask: Tensor, how: str) -> Tensor:
-    """Mean or max of states (B, S, H) over the valid steps given by mask (B, S)."""
+    """Mean or max of states (B, S, H) over the valid steps given by mask (B, S); `max_mean`: both
+    concatenated, (B, 2H)."""
+    if how == "max_mean":
+        return torch.cat([pool_states(states, mask, "max"), pool_states(states, mask, "mean")], dim=-1)
     if how == "max":
         return states.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(dim=1).values
     m = mask.unsqueeze(-1).to(states.dtype)
@@ -46,8 +51,10 @@ class Bridge(nn.Module):
     def __init__(self, kind: str, size: int, layers: int, lstm: bool, pool: str = "mean"):
         super().__init__()
         self.kind, self.layers, self.lstm, self.pool = kind, layers, lstm, pool
+        if pool == "max_mean" and kind != "pool":
+            raise UserError('model.pool = "max_mean" needs model.bridge = "pool" (it projects [max; mean] back to H)')
         if kind in ("linear", "pool"):
-            self.h_proj = nn.Linear(size, size)
+            self.h_proj = nn.Linear(2 * size if kind == "pool" and pool == "max_mean" else size, size)
             if lstm and kind == "linear":
                 self.c_proj = nn.Linear(size, size)
         elif kind == "attention":

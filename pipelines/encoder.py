@@ -1,6 +1,7 @@
 """Front-end output -> RNN encoder states over packed sequences (padding never enters the RNN)."""
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -11,15 +12,27 @@ State = Tensor | tuple[Tensor, Tensor]
 
 
 class TextEmbedding(nn.Module):
-    """The text front-end: token ids (B, S) -> embeddings (B, S, E)."""
+    """The text front-end: token ids (B, S) -> embeddings (B, S, E).
 
-    def __init__(self, vocab_size: int, size: int, dropout: float, pad_id: int = 0):
+    `word_dropout` (model.word_dropout): in training, each real token is replaced by <unk> with this
+    probability, so the model cannot lean on any single word and the <unk> embedding, which unseen
+    words get at test time, is trained on words in context (Iyyer et al. 2015; Dai & Le 2015).
+    """
+
+    def __init__(self, vocab_size: int, size: int, dropout: float, pad_id: int = 0, word_dropout: float = 0.0,
+                 unk_id: int = 1):
         super().__init__()
+        if not 0.0 <= word_dropout < 1.0:
+            raise ValueError(f"model.word_dropout = {word_dropout}: must be in [0, 1)")
         self.embed = nn.Embedding(vocab_size, size, padding_idx=pad_id)
         self.dropout = nn.Dropout(dropout)
+        self.word_dropout, self.pad_id, self.unk_id = word_dropout, pad_id, unk_id
         self.output_size = size
 
     def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        if self.training and self.word_dropout > 0:
+            drop = (torch.rand(ids.shape, device=ids.device) < self.word_dropout) & (ids != self.pad_id)
+            ids = ids.masked_fill(drop, self.unk_id)
         return self.dropout(self.embed(ids)), lengths
 
 

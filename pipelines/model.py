@@ -1,6 +1,8 @@
 """Model assembly: front-end -> RNN encoder -> bridge -> decoder (N->M, 1->N) or a classification head (N->1)."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -8,6 +10,8 @@ from .bridge import Bridge
 from .ctc import CTCHead
 from .decoder import Decoder, Memory
 from .encoder import RNNEncoder, TextEmbedding
+from .encoder_lm import EncoderLM
+from .errors import UserError
 
 
 class Encoder(nn.Module):
@@ -72,16 +76,45 @@ class Seq2Seq(nn.Module):
 
 
 class Classifier(nn.Module):
-    """One label per input (N->1): Y = softmax(V c + b) on the bridge's context c."""
+    """One label per input (N->1): Y = softmax(V c + b) on the bridge's context c.
 
-    def __init__(self, frontend: nn.Module, model: dict, num_classes: int):
+    With `lm` (train.lm_weight > 0) it also carries language-model heads on the encoder states
+    (see encoder_lm.py); in training, forward hands them the batch, and the trainer adds their loss.
+    With `more_frontends` (model.ensemble > 1) it holds that many more independently initialised
+    members (front-end, encoder, bridge, head), trained side by side on the same batches, each on its
+    own loss: forward gives every member's logits (B, members, C) in training, and the log of their
+    mean probability (B, C) in evaluation, so validation, `best` and prediction score the ensemble.
+    """
+
+    def __init__(self, frontend: nn.Module, model: dict, num_classes: int, lm: bool = False,
+                 more_frontends: list[nn.Module] | tuple = ()):
         super().__init__()
         self.encoder = Encoder(frontend, model, False)
         self.dropout = nn.Dropout(model["dropout"])
         self.head = nn.Linear(self.encoder.output_size, num_classes)
+        self.others = nn.ModuleList(Classifier(f, model, num_classes) for f in more_frontends) if more_frontends else None
+        self.lm = None
+        if lm:
+            if not isinstance(frontend, TextEmbedding) or self.encoder.rnn is None:
+                raise UserError("train.lm_weight needs a text source and an RNN encoder (model.encoder = \"rnn\")")
+            if model["bidirectional"] and model["layers"] > 1:
+                raise UserError("train.lm_weight needs model.layers = 1 with a bidirectional encoder (a second layer "
+                                "would let the forward states see the word they predict) or model.bidirectional = false")
+            if more_frontends:
+                raise UserError("train.lm_weight works with one model; set model.ensemble = 1")
+            self.lm = EncoderLM(model["hidden"], frontend.embed.num_embeddings, model["bidirectional"])
 
     def forward(self, source: Tensor, lengths: Tensor) -> Tensor:
-        return self.head(self.dropout(self.encoder(source, lengths).context))
+        memory = self.encoder(source, lengths)
+        if self.lm is not None and self.training:
+            self.lm.observe(source, memory.states, memory.mask)
+        logits = self.head(self.dropout(memory.context))
+        if self.others is None:
+            return logits
+        members = torch.stack([logits, *(m(source, lengths) for m in self.others)], dim=1)
+        if self.training:
+            return members
+        return torch.logsumexp(torch.log_softmax(members.float(), dim=-1), dim=1) - math.log(members.size(1))
 
 
 def init_uniform(net: nn.Module, scale: float) -> None:
@@ -96,8 +129,10 @@ def init_uniform(net: nn.Module, scale: float) -> None:
     initialisation, and bare parameters that start at zero by design (coverage scale, pooling query)
     are left alone.
     """
-    frontend = getattr(getattr(net, "encoder", None), "frontend", None)
-    keep = set() if frontend is None or isinstance(frontend, TextEmbedding) else set(frontend.modules())
+    keep = set()   # the modules of every non-text front-end (an ensemble has one per member)
+    for encoder in (m for m in net.modules() if isinstance(m, Encoder)):
+        if not isinstance(encoder.frontend, TextEmbedding):
+            keep |= set(encoder.frontend.modules())
     with torch.no_grad():
         for module in net.modules():
             if module in keep or not isinstance(module, (nn.Embedding, nn.Linear, nn.RNNBase)):

@@ -50,8 +50,13 @@ def build_model(task: Task, source: SourceSide, target: TargetSide, settings: Se
     model = settings["model"]
     frontend = source.frontend(model)
     if target.kind == "label":
-        net = Classifier(frontend, model, target.size)
+        if model["ensemble"] < 1:
+            raise UserError(f"model.ensemble = {model['ensemble']}: must be 1 or more (independent members)")
+        more = [source.frontend(model) for _ in range(model["ensemble"] - 1)]
+        net = Classifier(frontend, model, target.size, lm=settings["train"]["lm_weight"] > 0, more_frontends=more)
     else:
+        if model["ensemble"] != 1 or settings["train"]["lm_weight"] > 0:
+            raise UserError("model.ensemble and train.lm_weight are for N->1 (label) tasks; set them to 1 and 0")
         net = Seq2Seq(frontend, model, target.size, ctc=settings["train"]["ctc_weight"] > 0)
     if model["param_init"] > 0:
         init_uniform(net, model["param_init"])

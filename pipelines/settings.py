@@ -47,7 +47,13 @@ CORE_SCHEMA: dict[str, dict[str, Key]] = {
         "encoder": Key("rnn", str, ("rnn", "none"), "none: the front-end's vectors are the memory (e.g. a CNN grid)"),
         "bridge": Key("last", str, ("last", "linear", "pool", "attention"),
                       "attention: c = a learned query's attention-weighted sum of all encoder states"),
-        "pool": Key("mean", str, ("mean", "max"), "pooling used by bridge = pool"),
+        "pool": Key("mean", str, ("mean", "max", "max_mean"),
+                    "pooling used by bridge = pool (max_mean: [max; mean] concatenated, then projected)"),
+        "ensemble": Key(1, int, help="N->1: this many independently initialised encoder+head members trained side "
+                                     "by side on the same batches; validation and prediction average their "
+                                     "probabilities (1 = one model)"),
+        "word_dropout": Key(0.0, float, help="text sources: in training, replace each token by <unk> with this "
+                                             "probability (0 = off)"),
         "context": Key("init", str, ("init", "every_step", "both")),
         "attention": Key("general", str, ("none", "dot", "general", "additive")),
         "input_feeding": Key(False, bool, help="feed the attentional vector to the next decoder step (Luong)"),
@@ -88,6 +94,9 @@ CORE_SCHEMA: dict[str, dict[str, Key]] = {
         "dist_timeout": Key(300.0, float, help="seconds a process waits for the others (--nproc/torchrun) before stopping with an error"),
         "coverage_weight": Key(1.0, float, help="weight of the coverage loss (model.coverage)"),
         "ctc_weight": Key(0.0, float, help="joint CTC loss on the encoder, weight 0-1 (hybrid CTC/attention)"),
+        "lm_weight": Key(0.0, float, help="N->1 text models: weight of a joint language-model loss on the encoder "
+                                          "(forward states predict the next word, backward the previous; needs "
+                                          "model.layers = 1 if bidirectional; 0 = off)"),
     },
     "search": {
         "beam": Key(5, int),

@@ -135,7 +135,8 @@ class TextSource(SourceSide):
         return pad_ids(items, self.vocab.pad_id), torch.tensor([len(x) for x in items])
 
     def frontend(self, model: dict[str, Any]) -> nn.Module:
-        return TextEmbedding(len(self.vocab), model["embedding"], model["dropout"], self.vocab.pad_id)
+        return TextEmbedding(len(self.vocab), model["embedding"], model["dropout"], self.vocab.pad_id,
+                             model["word_dropout"], self.vocab.unk_id)
 
 
 class TextTarget(TargetSide):

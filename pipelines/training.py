@@ -155,8 +155,15 @@ class Trainer:
         """The summed loss of a batch (task loss, plus CTC and coverage where configured). `net` is the
         DDP wrapper in training and the bare model in validation (where ranks run different batch counts)."""
         if "labels" in batch:
-            logits = net(batch["source"], batch["lengths"])
-            return F.cross_entropy(logits.float(), batch["labels"], label_smoothing=smoothing, reduction="sum")
+            logits, labels = net(batch["source"], batch["lengths"]), batch["labels"]
+            if logits.dim() == 3:   # model.ensemble in training: (B, members, C), each member on its own loss
+                logits, labels = logits.flatten(0, 1), labels.repeat_interleave(logits.size(1))
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=smoothing, reduction="sum")
+            lm = getattr(self.model, "lm", None)
+            if lm is not None and self.model.training:   # joint LM loss (train.lm_weight), per example
+                lm_loss, lm_tokens = lm.loss()
+                loss = loss + self.cfg["lm_weight"] * lm_loss * (batch["labels"].numel() / max(lm_tokens, 1))
+            return loss
         loss, weights = net(batch["source"], batch["lengths"], batch["target_in"], ratio,
                             gold=batch["target_out"], smoothing=smoothing, **pointer.model_inputs(batch))
         loss = self._with_ctc(loss, batch["target_out"])

@@ -178,3 +178,113 @@ def test_mixed_delimiters(tmp_path, cli):
     path = write(tmp_path / "train.tsv", "label\tsentence\n1\tgood fun\n0,a dull , tired film\n")
     result = cli("train", "sentiment-demo", "--out", str(tmp_path / "run"), "--set", f"data.train={path}")
     assert_user_error(result, f"{path}:3", "mixes delimiters")
+
+
+# -- engine options for the N->1 path ----------------------------------------------------------
+def test_word_dropout_replaces_real_tokens_by_unk_in_training_only():
+    from pipelines.encoder import TextEmbedding
+    embed = TextEmbedding(50, 4, 0.0, pad_id=0, word_dropout=0.5, unk_id=1)
+    ids = torch.randint(4, 50, (64, 20))
+    ids[:, 15:] = 0                                                # padding is never dropped
+    seen = []
+    embed.embed.forward = lambda x: seen.append(x) or torch.zeros(*x.shape, 4)
+    embed.train()
+    embed(ids, torch.full((64,), 15))
+    dropped = seen[-1] != ids
+    assert torch.all(seen[-1][dropped] == 1) and not dropped[:, 15:].any()
+    assert 0.4 < dropped[:, :15].float().mean() < 0.6
+    embed.eval()
+    embed(ids, torch.full((64,), 15))
+    assert torch.equal(seen[-1], ids)
+
+
+def test_max_mean_pool_bridge():
+    bridge = Bridge("pool", 6, layers=1, lstm=False, pool="max_mean")
+    assert bridge.h_proj.in_features == 12
+    states, mask = torch.randn(2, 5, 6), torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    _, c = bridge(states, mask, None)
+    pooled = torch.cat([states[0, :3].max(0).values, states[0, :3].mean(0)])
+    assert c.shape == (2, 6) and torch.allclose(c[0], torch.tanh(bridge.h_proj(pooled)), atol=1e-6)
+    from pipelines import UserError
+    with pytest.raises(UserError, match="max_mean"):
+        Bridge("attention", 6, layers=1, lstm=False, pool="max_mean")
+
+
+def test_encoder_lm_predicts_neighbours_without_seeing_them():
+    """Forward states predict the next token, backward states the previous one, over real tokens only;
+    changing a token never changes the state that predicts it."""
+    from pipelines.encoder_lm import EncoderLM
+    from pipelines.model import Classifier
+    from pipelines.encoder import TextEmbedding
+    settings = resolve_pipeline("sentiment-demo", ["train.lm_weight=0.5", "model.dropout=0"])
+    model = dict(settings["model"])
+    net = Classifier(TextEmbedding(30, 8, 0.0), model, 2, lm=True)
+    assert isinstance(net.lm, EncoderLM)
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]])
+    lengths = torch.tensor([4, 2])
+    net.train()
+    net(ids, lengths)
+    total, count = net.lm.loss()
+    assert count == 2 * (3 + 1) and total.item() > 0             # (len - 1) pairs per row and direction
+    states = net.encoder(ids, lengths).states
+    changed = ids.clone()
+    changed[0, 2] = 11
+    other = net.encoder(changed, lengths).states
+    half = model["hidden"] // 2
+    assert torch.allclose(states[0, :2, :half], other[0, :2, :half])   # forward states before position 2
+    assert torch.allclose(states[0, 3:, half:], other[0, 3:, half:])   # backward states after it
+    from pipelines import UserError
+    deep = dict(model, layers=2)
+    with pytest.raises(UserError, match="layers = 1"):
+        Classifier(TextEmbedding(30, 8, 0.0), deep, 2, lm=True)
+
+
+def test_lm_weight_trains_through_the_cli(tmp_path):
+    folder = tmp_path / "run"
+    result = run_cli("train", "sentiment-demo", "--out", str(folder), "--quiet", "--set", "train.max_steps=3",
+                     "--set", "train.eval_every=3", "--set", "train.lm_weight=0.5", "--set", "model.word_dropout=0.1",
+                     "--set", "model.bridge=pool", "--set", "model.pool=max_mean", "--set", "data.max_examples=300")
+    assert result.returncode == 0, result.stderr
+    log = [json.loads(line) for line in (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert log[-1]["step"] == 3 and math.isfinite(log[-1]["train_loss"])
+
+
+def test_extra_train_files_are_appended_to_the_training_split_only(tmp_path):
+    main_file = write(tmp_path / "a.tsv", "label\tsentence\n1\tgood\n0\tbad\n")
+    extra = write(tmp_path / "b.csv", "sentence,label\nfine,1\n")
+    task = sentiment_task(f"data.extra_train={extra}, {main_file}")
+    assert task.load(str(main_file), "train").to_dict() == {"source": ["good", "bad", "fine", "good", "bad"],
+                                                            "target": ["1", "0", "1", "1", "0"]}
+    assert task.load(str(main_file), "validation")["source"] == ["good", "bad"]
+
+
+def test_ensemble_members_train_apart_and_predict_together():
+    from pipelines.encoder import TextEmbedding
+    from pipelines.model import Classifier
+    model = dict(resolve_pipeline("sentiment-demo", ["model.ensemble=3"])["model"])
+    torch.manual_seed(0)
+    net = Classifier(TextEmbedding(30, 8, 0.0), model, 2, more_frontends=[TextEmbedding(30, 8, 0.0) for _ in range(2)])
+    ids, lengths = torch.tensor([[5, 6, 7], [9, 10, 0]]), torch.tensor([3, 2])
+    net.train()
+    members = net(ids, lengths)
+    assert members.shape == (2, 3, 2)
+    assert not torch.allclose(members[:, 0], members[:, 1])         # independent initialisations
+    members[:, 1].sum().backward()                                   # a member's loss reaches only that member
+    untouched = lambda m: all(p.grad is None or not p.grad.any() for p in m.parameters())
+    assert untouched(net.encoder) and untouched(net.head) and untouched(net.others[1])
+    assert not untouched(net.others[0].head) and not untouched(net.others[0].encoder)
+    net.eval()
+    with torch.no_grad():
+        each = [torch.softmax(net.head(net.encoder(ids, lengths).context), -1)] + \
+               [torch.softmax(m(ids, lengths), -1) for m in net.others]
+        assert torch.allclose(torch.softmax(net(ids, lengths), -1), torch.stack(each).mean(0), atol=1e-6)
+
+
+def test_ensemble_trains_through_the_cli(tmp_path):
+    folder = tmp_path / "run"
+    result = run_cli("train", "sentiment-demo", "--out", str(folder), "--quiet", "--set", "train.max_steps=2",
+                     "--set", "train.eval_every=2", "--set", "model.ensemble=2", "--set", "data.max_examples=200")
+    assert result.returncode == 0, result.stderr
+    assert run_cli("evaluate", str(folder), "--json").returncode == 0
+    bad = run_cli("train", "sentiment-demo", "--out", str(tmp_path / "bad"), "--set", "model.ensemble=0")
+    assert_user_error(bad, "model.ensemble")

@@ -28,11 +28,20 @@ class SentimentTask(Task):
         "text_column": Key("auto", str, help="column (or JSONL field) holding the text; auto: `text` or `sentence`"),
         "label_column": Key("label", str, help="column (or JSONL field) holding the label"),
         "empty_text": Key("skip", str, ("skip", "error"), "an example with an empty text: skip it (counted) or stop"),
+        "extra_train": Key("", str, help="more labelled training files, comma-separated, appended to data.train "
+                                         "(same columns and labels; e.g. the SST train phrases for sentiment/mr)"),
     }
 
     # -- loading -----------------------------------------------------------------------------
     def load(self, spec: str, split: str) -> datasets.Dataset:
-        """`file.tsv` / `file.csv` (header row) / `file.jsonl` (gzip accepted), or `hf:name[:config][@split]`."""
+        """`file.tsv` / `file.csv` (header row) / `file.jsonl` (gzip accepted), or `hf:name[:config][@split]`;
+        the training split also takes in the files of `data.extra_train`, after its own examples."""
+        extra = [x.strip() for x in self.settings["data"]["extra_train"].split(",") if x.strip()]
+        if split != "train" or not extra:
+            return self._load_one(spec, split)
+        return datasets.concatenate_datasets([self._load_one(s, split) for s in (spec, *extra)])
+
+    def _load_one(self, spec: str, split: str) -> datasets.Dataset:
         if is_hub_spec(spec):
             table = load_hub(spec, split)
             columns = table.column_names
