@@ -43,6 +43,14 @@ def predict_items(run, sources: list[Any], beam: int | None = None, n_best: int 
     if copy and raw_sources is None:
         raise ValueError("predict_items: a copy model needs raw_sources")
     results: list[Prediction | None] = [None] * len(sources)
+    rules = dict(min_length=search["min_length"], no_repeat_ngram=search["no_repeat_ngram"],
+                 coverage_beta=search["coverage_penalty"])
+    ctc_weight = search["ctc_weight"]
+    if not 0.0 <= ctc_weight <= 1.0:
+        raise UserError(f"search.ctc_weight = {ctc_weight}: must be in [0, 1] (0 = attention only, 1 = CTC only)")
+    if ctc_weight > 0.0 and target.kind != "label" and (copy or getattr(model, "ctc", None) is None):
+        raise UserError(f"search.ctc_weight = {ctc_weight} needs a model trained with a CTC head "
+                        f"(train.ctc_weight > 0) and without model.copy; set search.ctc_weight = 0")
     with autocast(run.device, run.precision):   # the run's training precision (fp32 on the CPU)
         for index in plan_eval_batches(lengths, search["batch_size"]):
             src, src_len = run.source.collate([sources[i] for i in index])
@@ -62,14 +70,6 @@ def predict_items(run, sources: list[Any], beam: int | None = None, n_best: int 
                 copy_ids, memory.extra_vocab = pointer.collate(extended)
                 memory.copy_ids = copy_ids.to(run.device)
             limits = max_lengths(src_len, search["max_length_ratio"], search["max_length"])
-            rules = dict(min_length=search["min_length"], no_repeat_ngram=search["no_repeat_ngram"],
-                         coverage_beta=search["coverage_penalty"])
-            ctc_weight = search["ctc_weight"]
-            if not 0.0 <= ctc_weight <= 1.0:
-                raise UserError(f"search.ctc_weight = {ctc_weight}: must be in [0, 1] (0 = attention only, 1 = CTC only)")
-            if ctc_weight > 0.0 and (copy or getattr(model, "ctc", None) is None):
-                raise UserError(f"search.ctc_weight = {ctc_weight} needs a model trained with a CTC head "
-                                f"(train.ctc_weight > 0) and without model.copy; set search.ctc_weight = 0")
             hyps = None   # search.ctc_weight = 1: the CTC head alone, no attention search
             if ctc_weight < 1.0 and beam <= 1:
                 hyps = [[h] for h in greedy(model, memory, limits, TextVocab.bos_id, TextVocab.eos_id, keep_attention,
