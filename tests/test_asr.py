@@ -23,7 +23,7 @@ from pipelines.settings import CORE_SCHEMA
 from pipelines.loss import sequence_loss
 from pipelines.workflows import resolve_pipeline
 from plugins.asr.audio import read_audio
-from plugins.asr.digits import CHANNEL_SNR, PEAK_DC_STEPS, PEAK_LEVELS, DigitsConfig, build, channel
+from plugins.asr.digits import CHANNEL_SNR, PEAK_DC_STEPS, PEAK_LEVELS, TRIM_DB, DigitsConfig, build, channel, recut, sped
 from plugins.asr.digits import main as digits_main
 from plugins.asr.features import AudioFrontend, LogMel, SpecAugment, clip_features, subsampled_length
 from plugins.asr.text import label_text, normalize_text
@@ -293,18 +293,45 @@ def test_validation_speaker_is_left_out_of_training(tmp_path, fsdd_subset):
     with pytest.raises(UserError, match="validation speaker"):
         build(fsdd_subset, tmp_path / "bad", DigitsConfig(seed=3, train=2, validation=2, test=2, test_speaker="theo",
                                                           validation_speaker="theo"))
-    task = asr_task("data.digits_validation_speaker=george", "data.digits_quantize_mode=peak")
-    assert task._digits_config().validation_speaker == "george" and task._digits_config().quantize_mode == "peak"
+    task = asr_task("data.digits_validation_speaker=george", "data.digits_quantize_mode=peak", "data.digits_trim=0.5",
+                    "data.digits_clip_speed=0.2")
+    config = task._digits_config()
+    assert (config.validation_speaker, config.quantize_mode, config.trim, config.clip_speed) == ("george", "peak", 0.5, 0.2)
+
+
+def test_recut_trims_a_real_clip_to_its_loud_part_and_speed_resamples_it(data_root):
+    """recut: a real FSDD "six" loses its quiet edges (the frames under the drawn threshold) and keeps its
+    loudest frame; sped: a factor f gives a clip about 1/f as long; both are no-ops, drawing nothing, when off."""
+    import random
+    six = read_audio(FSDD / "6_jackson_0.wav", 8000)
+    assert recut(six, random.Random(0), 0.0, 8000) is six and sped(six, random.Random(0), 0.0, 8000) is six
+    rng = random.Random(0)
+    cut = recut(six, rng, 1.0, 8000)
+    threshold = random.Random(0)
+    threshold.random()
+    threshold = threshold.uniform(*TRIM_DB)
+    frames = six[: six.numel() // 80 * 80].view(-1, 80).pow(2).mean(1) + 1e-12
+    loud = 10 * torch.log10(frames / frames.max()) > -threshold
+    assert cut.numel() == (int(loud.nonzero()[-1]) - int(loud.nonzero()[0]) + 1) * 80 < 0.8 * six.numel()
+    assert cut.abs().max() == six.abs().max()
+    start = int(loud.nonzero()[0]) * 80
+    assert torch.equal(cut, six[start: start + cut.numel()])
+    lengths = {len(sped(six, random.Random(seed), 0.2, 8000)) / six.numel() for seed in range(8)}
+    assert len(lengths) > 3 and all(1 / 1.21 <= r <= 1 / 0.79 for r in lengths)
+    assert recut(torch.zeros(100), random.Random(0), 1.0, 8000).numel() == 100   # under two frames: kept
 
 
 def test_channel_perturbation_touches_only_training_utterances(tmp_path, fsdd_subset):
     plain = build(fsdd_subset, tmp_path / "plain", DigitsConfig(seed=3, train=6, validation=3, test=3))
-    build(fsdd_subset, tmp_path / "noisy", DigitsConfig(seed=3, train=6, validation=3, test=3, noise=1.0, quantize=1.0))
+    build(fsdd_subset, tmp_path / "noisy", DigitsConfig(seed=3, train=6, validation=3, test=3, noise=1.0, quantize=1.0,
+                                                        trim=1.0, clip_speed=0.2))
     assert plain["config"]["noise"] == 0.0
     read = lambda run, name: sf.read(str(tmp_path / run / "wav" / name))[0]
-    assert not np.allclose(read("plain", "train_00000.wav"), read("noisy", "train_00000.wav"))
+    assert not np.array_equal(read("plain", "train_00000.wav"), read("noisy", "train_00000.wav"))
     train_lines = lambda run: (tmp_path / run / "train.tsv").read_text()
     assert train_lines("plain") == train_lines("noisy")                # same digits, only the channel differs
+    for split in ("validation", "test"):
+        assert np.array_equal(read("plain", f"{split}_00000.wav"), read("noisy", f"{split}_00000.wav"))
 
 
 def test_digits_builder_cli_turns_ones_own_recordings_into_a_test_manifest(tmp_path, capsys):

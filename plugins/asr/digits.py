@@ -6,8 +6,9 @@ takes n < 5 and train from the rest, so no clip is shared between splits. An utt
 `max_digits` random clips of one speaker together with short random pauses (0.05-0.35 s between
 digits, 0.1-0.3 s at either end) and a faint noise floor; a training utterance is also sped up or
 slowed down by a random factor of 0.9-1.1 (tempo and pitch, as in Kaldi's speed perturbation).
-Optionally (`noise`, `quantize`, off by default) each training clip is also passed through a random
-recording channel before it is strung in: white noise at 10-40 dB SNR and/or requantisation,
+Optionally (`trim`, `clip_speed`, off by default) a training clip is re-cut by a stricter silence
+trimmer and/or given its own speed. Optionally (`noise`, `quantize`, off by default) each training clip is
+also passed through a random recording channel before it is strung in: white noise at 10-40 dB SNR and/or requantisation,
 because a new speaker's clips come from a new microphone and sound card (FSDD's `nicolas` is 8-bit with
 a noise floor near -36 dBFS; the other four are clean 16-bit), and a model that never heard noise inside
 a digit reads it as fricatives. Requantisation (`quantize_mode`) is either to 8 bits of full scale
@@ -59,6 +60,7 @@ QUANTIZE_LEVELS = 128       # `quantize`, full_scale: 8-bit linear PCM, steps of
 PEAK_LEVELS = (16, 128)     # `quantize`, peak: levels across the clip's own [-peak, peak]
 PEAK_DC_STEPS = 1.5         # `quantize`, peak: DC offset up to this many quantisation steps either way
 QUANTIZE_MODES = ("full_scale", "peak")
+TRIM_DB = (10.0, 25.0)      # `trim`: a clip is re-cut where it is this many dB below its loudest 10 ms
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class DigitsConfig:
     quantize: float = 0.0          # train only: share of clips requantised (a cheaper sound card)
     quantize_mode: str = "full_scale"   # full_scale: 8 bits of full scale; peak: 16-128 levels over the clip's peak
     validation_speaker: str = ""   # "" = validation from every non-test speaker's takes 0-4; else that speaker alone
+    trim: float = 0.0              # train only: share of clips re-cut by a stricter silence trimmer
+    clip_speed: float = 0.0        # train only: each clip's own speed factor in [1 - clip_speed, 1 + clip_speed]
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,31 @@ def channel(wave: torch.Tensor, rng: random.Random, noise: float, quantize: floa
     return wave
 
 
+def recut(wave: torch.Tensor, rng: random.Random, share: float, rate: int) -> torch.Tensor:
+    """With probability `share`, cut a clip to its first and last 10 ms frame within a threshold drawn from
+    TRIM_DB of its loudest frame: FSDD's clips were trimmed of silence by an energy threshold, and a
+    stricter one (or a quieter recording) clips weak onsets and codas, such as the /s/ of "six" or the
+    /f/ of "four". Draws nothing from `rng` for a share of 0."""
+    if not share or rng.random() >= share:
+        return wave
+    threshold = rng.uniform(*TRIM_DB)
+    frame = rate // 100
+    if wave.numel() < 2 * frame:
+        return wave
+    energy = wave[: wave.numel() // frame * frame].view(-1, frame).pow(2).mean(1) + 1e-12
+    loud = (10.0 * torch.log10(energy / energy.max()) > -threshold).nonzero().flatten()
+    return wave[int(loud[0]) * frame: (int(loud[-1]) + 1) * frame]
+
+
+def sped(wave: torch.Tensor, rng: random.Random, spread: float, rate: int) -> torch.Tensor:
+    """A clip at its own speed (tempo and pitch), a factor drawn in [1 - spread, 1 + spread] in steps of
+    0.01 (so the resampling ratio stays a small fraction). Draws nothing from `rng` for a spread of 0."""
+    if not spread:
+        return wave
+    factor = round(rng.uniform(1.0 - spread, 1.0 + spread), 2)
+    return wave if factor == 1.0 else AF.resample(wave, round(rate * factor), rate)
+
+
 def _utterance(pool: dict[str, list[Clip]], rng: random.Random, config: DigitsConfig,
                audio: dict[Path, torch.Tensor], perturb: bool, channel_rng: random.Random) -> tuple[torch.Tensor, str, str]:
     """One speaker's digits strung together: (waveform, transcript, speaker)."""
@@ -167,8 +196,10 @@ def _utterance(pool: dict[str, list[Clip]], rng: random.Random, config: DigitsCo
     for i, clip in enumerate(picks):
         if clip.path not in audio:
             audio[clip.path] = read_audio(clip.path, rate)
-        wave = (channel(audio[clip.path], channel_rng, config.noise, config.quantize, config.quantize_mode)
-                if perturb else audio[clip.path])
+        wave = audio[clip.path]
+        if perturb:
+            wave = sped(recut(wave, channel_rng, config.trim, rate), channel_rng, config.clip_speed, rate)
+            wave = channel(wave, channel_rng, config.noise, config.quantize, config.quantize_mode)
         parts += ([_silence(rng, 0.05, 0.35, rate)] if i else []) + [wave]
     parts.append(_silence(rng, 0.1, 0.3, rate))
     wave = torch.cat(parts)
@@ -253,12 +284,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of training clips requantised")
     parser.add_argument("--quantize-mode", choices=QUANTIZE_MODES, default=DigitsConfig.quantize_mode,
                         help="full_scale: 8 bits of full scale; peak: 16-128 levels over each clip's own peak, DC offset")
+    parser.add_argument("--trim", type=float, default=DigitsConfig.trim,
+                        help="share of training clips re-cut by a stricter silence trimmer (10-25 dB below the peak)")
+    parser.add_argument("--clip-speed", type=float, default=DigitsConfig.clip_speed,
+                        help="training clips each at their own speed, a factor in [1 - x, 1 + x]")
     parser.add_argument("--validation-speaker", default="",
                         help="validation from this speaker alone, who is then left out of training")
     args = parser.parse_args(argv)
     config = DigitsConfig(args.seed, args.test_speaker, args.train, args.validation, args.test,
                           args.max_digits, args.sample_rate, not args.no_speed_perturb, args.noise, args.quantize,
-                          args.quantize_mode, args.validation_speaker)
+                          args.quantize_mode, args.validation_speaker, args.trim, args.clip_speed)
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         info = build(args.source, args.out, config)

@@ -85,6 +85,10 @@ class SpeechRecognitionTask(Task):
                                     "recording of any loudness"),
         "digits_validation_speaker": Key("", str, help="connected digits: validation from this speaker alone, left out "
                                                        "of training ('' = every training speaker's takes 0-4)"),
+        "digits_trim": Key(0.0, float, help="connected digits: share of training clips re-cut by a stricter silence "
+                                            "trimmer (10-25 dB below the clip's peak), as another recording's would"),
+        "digits_clip_speed": Key(0.0, float, help="connected digits: each training clip at its own speed (tempo and "
+                                                  "pitch), a factor in [1 - x, 1 + x] (0 = off)"),
     }
     extra_settings = {"audio": {
         "sample_rate": Key(16000, int, help="audio is resampled to this rate (Hz) before features"),
@@ -130,7 +134,8 @@ class SpeechRecognitionTask(Task):
         return DigitsConfig(d["digits_seed"], d["digits_test_speaker"], d["digits_train"], d["digits_validation"],
                             d["digits_test"], d["digits_max"], self.settings["audio"]["sample_rate"],
                             noise=d["digits_noise"], quantize=d["digits_quantize"],
-                            quantize_mode=d["digits_quantize_mode"], validation_speaker=d["digits_validation_speaker"])
+                            quantize_mode=d["digits_quantize_mode"], validation_speaker=d["digits_validation_speaker"],
+                            trim=d["digits_trim"], clip_speed=d["digits_clip_speed"])
 
     def _decoded(self, rows: list[Row], spec: str) -> datasets.Dataset:
         """Decode every clip now (features are cached for training); bad files stop or are skipped and counted."""
