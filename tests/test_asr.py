@@ -307,9 +307,9 @@ def test_recut_trims_a_real_clip_to_its_loud_part_and_speed_resamples_it(data_ro
     assert recut(six, random.Random(0), 0.0, 8000) is six and sped(six, random.Random(0), 0.0, 8000) is six
     rng = random.Random(0)
     cut = recut(six, rng, 1.0, 8000)
-    threshold = random.Random(0)
-    threshold.random()
-    threshold = threshold.uniform(*TRIM_DB)
+    same_draws = random.Random(0)
+    same_draws.random()                                              # recut's "is this clip re-cut?" draw
+    threshold = same_draws.uniform(*TRIM_DB)
     frames = six[: six.numel() // 80 * 80].view(-1, 80).pow(2).mean(1) + 1e-12
     loud = 10 * torch.log10(frames / frames.max()) > -threshold
     assert cut.numel() == (int(loud.nonzero()[-1]) - int(loud.nonzero()[0]) + 1) * 80 < 0.8 * six.numel()
