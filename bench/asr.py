@@ -12,6 +12,7 @@
     S2S_DATA_DIR=../shared/data python bench/asr.py --only digits   # one part
     S2S_DATA_DIR=../shared/data python bench/asr.py --minutes 1 --digits-minutes 1   # a smoke run
     S2S_DATA_DIR=../shared/data python bench/asr.py --decode RUN   # only the decoding table of a trained run
+    S2S_DATA_DIR=../shared/data python bench/asr.py --only voices --voices 1,2,3,4   # ~15 min per point
 
 Writes runs under --out (default runs/bench-asr)/<timestamp>/ and the closing note `asr.md` there.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +28,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipelines import workflows  # noqa: E402
-from pipelines.runs import Run  # noqa: E402
+from pipelines.runs import Run, data_root  # noqa: E402
+from plugins.asr.digits import scan_clips  # noqa: E402
+
+FSDD = "asr/fsdd/recordings"
+TEST_SPEAKER = "nicolas"   # the registered build's unseen speaker (seed 0)
 
 
 def train_and_score(name: str, out: Path, minutes: float, overrides: list[str], split_note: str) -> dict:
@@ -111,14 +117,47 @@ def vctk_section(args) -> list[str]:
     return lines
 
 
+def voices_section(args) -> list[str]:
+    """Train on the first k training speakers' clips (a folder of links per k) and score every run on the
+    registered build's test split, so the points differ only in the voices heard."""
+    clips = scan_clips(data_root() / FSDD)
+    speakers = sorted({c.speaker for c in clips} - {TEST_SPEAKER})
+    lines = ["## asr-digits: unseen-speaker WER against the number of training voices", "",
+             f"Each run: {args.voices_minutes:g} min of training on the first k of {', '.join(speakers)} "
+             f"(validation from their takes 0-4); test: the registered build's {TEST_SPEAKER} split.", "",
+             "| voices | speakers | updates | seen-voice validation WER % | unseen test WER % | test CER % |",
+             "|---|---|---|---|---|---|"]
+    for k in args.voices:
+        folder = args.out / f"voices{k}"
+        source = folder / "clips"
+        source.mkdir(parents=True, exist_ok=True)
+        for clip in clips:
+            if clip.speaker in speakers[:k] + [TEST_SPEAKER]:
+                os.symlink(clip.path.resolve(), source / clip.path.name)
+        spec = f"digits:{source.resolve()}"
+        overrides = [f"data.train={spec}", f"data.validation={spec}", f"data.test={spec}",
+                     f"data.digits_test_speaker={TEST_SPEAKER}", f"train.threads={args.threads}"] + args.set
+        run, progress = workflows.train("asr-digits", overrides, folder / "run", max_minutes=args.voices_minutes,
+                                        show_progress=False, log=print)
+        _, _, valid, _ = workflows.evaluate(run.folder, f"validation={spec}")
+        _, _, test, _ = workflows.evaluate(run.folder, f"test=digits:{FSDD}")
+        lines.append(f"| {k} | {', '.join(speakers[:k])} | {progress.step} | {valid['wer']:.2f} | "
+                     f"{test['wer']:.2f} | {test['cer']:.2f} |")
+        print(lines[-1], flush=True)
+    return lines + [""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=["digits", "vctk"], help="run one part")
+    parser.add_argument("--only", choices=["digits", "vctk", "voices"], help="run one part (voices: only this way)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-asr"))
     parser.add_argument("--digits-minutes", type=float, default=28.0, help="asr-digits training budget")
     parser.add_argument("--minutes", type=float, default=25.0, help="asr-vctk training budget per run")
     parser.add_argument("--eval-every", type=int, default=100, help="asr-vctk: validate every N updates")
     parser.add_argument("--ctc", type=float, default=0.5, help="asr-vctk: the CTC weight compared with 0")
+    parser.add_argument("--voices", type=lambda text: [int(k) for k in text.split(",")], default=[1, 2, 3, 4],
+                        help="voices part: numbers of training speakers, comma-separated")
+    parser.add_argument("--voices-minutes", type=float, default=15.0, help="voices part: training budget per run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra override for every run")
     parser.add_argument("--decode", type=Path, metavar="RUN", help="only print the decoding table of a trained asr-digits run")
@@ -137,6 +176,8 @@ def main() -> None:
         lines += digits_section(args)
     if args.only in (None, "vctk"):
         lines += vctk_section(args)
+    if args.only == "voices":
+        lines += voices_section(args)
     note = args.out / "asr.md"
     note.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
