@@ -7,11 +7,11 @@ takes n < 5 and train from the rest, so no clip is shared between splits. An utt
 digits, 0.1-0.3 s at either end) and a faint noise floor; a training utterance is also sped up or
 slowed down by a random factor of 0.9-1.1 (tempo and pitch, as in Kaldi's speed perturbation).
 Optionally (`trim`, `clip_speed`, off by default) a training clip is re-cut by a stricter silence
-trimmer and/or given its own speed. Optionally (`noise`, `quantize`, off by default) each training clip is
-also passed through a random recording channel before it is strung in: white noise at 10-40 dB SNR and/or requantisation,
-because a new speaker's clips come from a new microphone and sound card (FSDD's `nicolas` is 8-bit with
-a noise floor near -36 dBFS; the other four are clean 16-bit), and a model that never heard noise inside
-a digit reads it as fricatives. Requantisation (`quantize_mode`) is either to 8 bits of full scale
+trimmer and/or given its own speed. Optionally (`noise`, `quantize`, off by default) each training clip
+is also passed through a random recording channel before it is strung in: white noise at 10-40 dB SNR
+and/or requantisation, because a new speaker's clips come from a new microphone and sound card (FSDD's
+`nicolas` is 8-bit with a noise floor near -36 dBFS; the other four are clean 16-bit), and a model that
+never heard noise inside a digit reads it as fricatives. Requantisation (`quantize_mode`) is either to 8 bits of full scale
 ("full_scale": steps of 1/128, with dither; a quiet speaker such as theo, peaks near 0.03, keeps only
 a few levels) or relative to the clip's own peak ("peak": a random 16-128 levels across [-peak, peak],
 no dither, after a random DC offset of up to 1.5 steps), which is what an 8-bit recording of any
